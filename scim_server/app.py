@@ -1,0 +1,31 @@
+"""The application factory."""
+from __future__ import annotations
+
+from flask import Flask
+
+from .config import Settings
+from .http import context, discovery, errors, resources
+from .scim.schemas import registry
+from .storage.db import make_engine, make_session_factory
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, static_folder=None)
+    app.config["SCIM"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    engine = make_engine(settings.database_url)
+    app.extensions["scim_engine"] = engine
+    app.extensions["scim_sessions"] = make_session_factory(engine)
+    registry()  # load and check the schema files at start-up, not on the first request
+    errors.register(app)
+    context.register(app)
+    app.register_blueprint(resources.bp, url_prefix=settings.base_path)
+    app.register_blueprint(discovery.bp, url_prefix=settings.base_path)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,129 @@
+"""The ``scim-server`` command: serve, migrate, and manage tenants and tokens.
+
+Commands that print a credential print it alone on stdout, so a script can
+capture it: ``TOKEN=$(scim-server token create --tenant acme)``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+
+import click
+
+from .config import Settings
+from .storage.db import make_engine, make_session_factory
+from .storage.migrate import upgrade
+from .storage import tenants as tenant_store
+
+
+def _sessions(settings: Settings):
+    return make_session_factory(make_engine(settings.database_url))
+
+
+@click.group()
+def main() -> None:
+    """plan2learn SCIM 2.0 provisioning server."""
+
+
+@main.command()
+@click.option("--host", default=lambda: os.environ.get("SCIM_HOST", "127.0.0.1"), show_default="127.0.0.1")
+@click.option("--port", default=lambda: int(os.environ.get("SCIM_PORT", "8080")), type=int, show_default="8080")
+@click.option("--workers", default=lambda: int(os.environ.get("SCIM_WORKERS", "0")), type=int,
+              help="gunicorn worker processes (default: 2 x CPU cores, at most 8)")
+@click.option("--threads", default=lambda: int(os.environ.get("SCIM_THREADS", "4")), type=int,
+              show_default="4", help="threads per worker")
+@click.option("--demo", is_flag=True, help="create a 'demo' tenant if missing and print a fresh token for it")
+def serve(host: str, port: int, workers: int, threads: int, demo: bool) -> None:
+    """Migrate the database, then serve the API with gunicorn."""
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    if demo:
+        token = _demo_tenant(settings)
+        public = settings.public_base_url or f"http://{host}:{port}{settings.base_path}"
+        click.echo(f"SCIM base URL: {public}", err=True)
+        click.echo(f"Bearer token:  {token}", err=True)
+        click.echo(f"Try: curl -H 'Authorization: Bearer {token}' {public}/Users", err=True)
+    from .serving import run_gunicorn
+    run_gunicorn(host, port, workers or min(8, 2 * (os.cpu_count() or 1)), threads)
+
+
+def _demo_tenant(settings: Settings) -> str:
+    sessions = _sessions(settings)
+    with sessions.begin() as session:
+        try:
+            tenant = tenant_store.get_tenant(session, "demo")
+        except tenant_store.TenantError:
+            tenant = tenant_store.create_tenant(session, "demo")
+        return tenant_store.create_token(session, tenant, description="demo (scim-server serve --demo)")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations (also done by `serve`)."""
+    upgrade(Settings.from_env().database_url)
+    click.echo("database is up to date", err=True)
+
+
+@main.group()
+def tenant() -> None:
+    """Tenants (one per plan2learn customer)."""
+
+
+@tenant.command("create")
+@click.argument("name")
+def tenant_create(name: str) -> None:
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    try:
+        with _sessions(settings).begin() as session:
+            created = tenant_store.create_tenant(session, name)
+            click.echo(f"created tenant {created.name!r}", err=True)
+    except tenant_store.TenantError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@tenant.command("list")
+def tenant_list() -> None:
+    from sqlalchemy import select
+    from .storage.models import Tenant
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    with _sessions(settings)() as session:
+        for row in session.scalars(select(Tenant).order_by(Tenant.name)):
+            click.echo(row.name)
+
+
+@main.group()
+def token() -> None:
+    """Long-lived bearer tokens (what Entra ID calls the "Secret Token")."""
+
+
+@token.command("create")
+@click.option("--tenant", "tenant_name", required=True)
+@click.option("--description", default="")
+@click.option("--scope", default="scim:read scim:write", show_default=True)
+@click.option("--expires-in-days", type=int, default=None, help="default: never expires")
+def token_create(tenant_name: str, description: str, scope: str, expires_in_days: int | None) -> None:
+    """Create a token and print it (only it) on stdout. It cannot be shown again."""
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    expires = None
+    if expires_in_days is not None:
+        expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=expires_in_days)
+    try:
+        with _sessions(settings).begin() as session:
+            found = tenant_store.get_tenant(session, tenant_name)
+            value = tenant_store.create_token(session, found, description, scope, expires)
+    except tenant_store.TenantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.stdout.write(value + "\n")
+
+
+if __name__ == "__main__":
+    main()

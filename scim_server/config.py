@@ -1,0 +1,54 @@
+"""Server settings, read once from the environment.
+
+Every knob an operator may turn lives here, with its environment variable, so
+that the README, the Dockerfile and the CLI all describe the same thing.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: SQLAlchemy URL. SQLite (the default) lives in the working folder.
+    database_url: str = "sqlite:///scim.db"
+    #: Where the SCIM API is mounted.
+    base_path: str = "/scim/v2"
+    #: Absolute public URL of ``base_path`` (e.g. ``https://scim.example.dk/scim/v2``).
+    #: When unset, locations are built from the request, honouring X-Forwarded-Proto/Host.
+    public_base_url: str | None = None
+    #: Largest page a list or search answers; advertised in /ServiceProviderConfig.
+    max_page_size: int = 1000
+    #: Page size when the client sends no ``count``.
+    default_page_size: int = 100
+    #: Largest request body accepted, in bytes (413 beyond it).
+    max_body_bytes: int = 10 * 1024 * 1024
+    #: Largest number of operations in one PATCH request.
+    max_patch_operations: int = 1000
+    #: Seconds a verified bearer token is cached in a worker before being checked again.
+    token_cache_seconds: int = 5
+    #: Trust X-Forwarded-Proto/Host (set false when not behind a proxy you control).
+    trust_forwarded_headers: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        values = dict(
+            database_url=os.environ.get("SCIM_DATABASE_URL") or cls.database_url,
+            base_path=(os.environ.get("SCIM_BASE_PATH") or cls.base_path).rstrip("/") or "",
+            public_base_url=(os.environ.get("SCIM_PUBLIC_BASE_URL") or "").rstrip("/") or None,
+            max_page_size=_env_int("SCIM_MAX_PAGE_SIZE", cls.max_page_size),
+            default_page_size=_env_int("SCIM_DEFAULT_PAGE_SIZE", cls.default_page_size),
+            max_body_bytes=_env_int("SCIM_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_patch_operations=_env_int("SCIM_MAX_PATCH_OPERATIONS", cls.max_patch_operations),
+            token_cache_seconds=_env_int("SCIM_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
+            trust_forwarded_headers=os.environ.get("SCIM_TRUST_FORWARDED_HEADERS", "1") not in ("0", "false"),
+        )
+        values.update(overrides)
+        return cls(**values)

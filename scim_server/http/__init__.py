@@ -1,0 +1,1 @@
+"""HTTP layer: blueprints, authentication, errors and content types."""

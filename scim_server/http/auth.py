@@ -1,0 +1,111 @@
+"""Bearer-token authentication, checked in one place with authlib's resource protection.
+
+A token belongs to one tenant. The verified token (tenant, scopes, expiry) is
+cached in the worker for a few seconds (``SCIM_TOKEN_CACHE_SECONDS``), so a
+busy provisioning cycle does not pay a token lookup per request; a revoked
+token stops working within that many seconds.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass
+
+from authlib.oauth2 import OAuth2Error, ResourceProtector
+from authlib.oauth2.rfc6749 import MissingAuthorizationError
+from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError
+from flask import current_app, g, request
+
+from ..scim.errors import ScimError
+from ..storage.tenants import find_token, hash_token
+from ..storage.models import utcnow
+
+REALM = "scim"
+
+
+@dataclass(frozen=True)
+class AuthenticatedToken:
+    token_id: str
+    tenant_id: int
+    scope: str
+    expires_at: dt.datetime | None
+
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return False  # revoked tokens are never found (see find_token)
+
+    def get_scope(self) -> str:
+        return self.scope
+
+
+class _Cache:
+    def __init__(self):
+        self._items: dict[str, tuple[float, AuthenticatedToken | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, ttl: float):
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is not None and time.monotonic() - hit[0] < ttl:
+            return hit
+        return None
+
+    def put(self, key: str, value: AuthenticatedToken | None) -> None:
+        with self._lock:
+            if len(self._items) > 10_000:
+                self._items.clear()
+            self._items[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+token_cache = _Cache()
+
+
+class StoredTokenValidator(BearerTokenValidator):
+    def authenticate_token(self, token_string: str) -> AuthenticatedToken | None:
+        ttl = current_app.config["SCIM"].token_cache_seconds
+        key = hash_token(token_string)
+        hit = token_cache.get(key, ttl) if ttl > 0 else None
+        if hit is not None:
+            return hit[1]
+        row = find_token(g.db, token_string)
+        token = None if row is None else AuthenticatedToken(row.id, row.tenant_id, row.scope, row.expires_at)
+        if ttl > 0:
+            token_cache.put(key, token)
+        return token
+
+
+class _HeadersOnly:
+    """authlib reads only the Authorization header; the body is never parsed here."""
+
+    def __init__(self, headers):
+        self.headers = headers
+
+
+protector = ResourceProtector()
+protector.register_token_validator(StoredTokenValidator(realm=REALM))
+
+
+def require_token(scope: str) -> AuthenticatedToken:
+    """Authenticate the request or raise 401/403 as a SCIM error."""
+    try:
+        return protector.validate_request([scope], _HeadersOnly(request.headers))
+    except MissingAuthorizationError as exc:
+        raise _unauthorized("Authentication required: send 'Authorization: Bearer <token>'") from exc
+    except InsufficientScopeError as exc:
+        raise ScimError(403, f"The token lacks the '{scope}' scope", None,
+                        {"WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'}) from exc
+    except OAuth2Error as exc:
+        raise _unauthorized("The bearer token is invalid, expired or revoked",
+                            'error="invalid_token"') from exc
+
+
+def _unauthorized(detail: str, extra: str = "") -> ScimError:
+    challenge = f'Bearer realm="{REALM}"' + (f", {extra}" if extra else "")
+    return ScimError(401, detail, None, {"WWW-Authenticate": challenge})

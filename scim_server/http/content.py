@@ -1,0 +1,36 @@
+"""Content types in and out.
+
+Requests with a body must be ``application/scim+json`` or ``application/json``
+(any parameters, e.g. ``charset=utf-8``); GET and DELETE need no header at all
+(Entra ID's GETs carry none). Every response is ``application/scim+json``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, json, request
+
+from ..scim.errors import ScimError, invalid_syntax
+from .errors import SCIM_JSON
+
+ACCEPTED = ("application/scim+json", "application/json")
+
+
+def json_body() -> Any:
+    mimetype = (request.mimetype or "").lower()
+    if mimetype not in ACCEPTED:
+        raise ScimError(415, f"Send the body as {SCIM_JSON} (or application/json), not {mimetype or 'nothing'}")
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise invalid_syntax("The request body is empty")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise invalid_syntax(f"The body is not valid JSON: {exc}") from exc
+
+
+def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=SCIM_JSON)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response

@@ -1,0 +1,38 @@
+"""Per-request plumbing: the database session, the write lock intent and the public base URL."""
+from __future__ import annotations
+
+from flask import Flask, current_app, g, request
+
+from ..storage.db import write_intent
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def register(app: Flask) -> None:
+    @app.before_request
+    def _open_session() -> None:
+        writes = request.method in WRITE_METHODS and not request.path.endswith("/.search")
+        g.write_token = write_intent.set(writes)
+        g.db = current_app.extensions["scim_sessions"]()
+
+    @app.teardown_request
+    def _close_session(_exc) -> None:
+        session = g.pop("db", None)
+        if session is not None:
+            session.rollback()  # anything not committed by the view is undone
+            session.close()
+        token = g.pop("write_token", None)
+        if token is not None:
+            write_intent.reset(token)
+
+
+def base_url() -> str:
+    """The absolute URL of the SCIM base path, for ``meta.location`` and ``$ref``."""
+    settings = current_app.config["SCIM"]
+    if settings.public_base_url:
+        return settings.public_base_url
+    scheme, host = request.scheme, request.host
+    if settings.trust_forwarded_headers:
+        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip() or scheme
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip() or host
+    return f"{scheme}://{host}{settings.base_path}"

@@ -1,0 +1,55 @@
+"""Every error leaves as an RFC 7644 §3.12 error body with ``application/scim+json``.
+
+Client mistakes are raised as ``ScimError`` anywhere below; werkzeug's own
+HTTP errors (404 route, 405 method, 413 body) are rendered the same way; and
+anything unexpected is logged and answered with a bare 500 body that carries
+no stack trace.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+from ..scim.errors import ScimError
+
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+SCIM_JSON = "application/scim+json"
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, detail: str, scim_type: str | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    body = {"schemas": [ERROR_SCHEMA], "status": str(status), "detail": detail}
+    if scim_type:
+        body["scimType"] = scim_type
+    response = Response(json.dumps(body), status=status, mimetype=SCIM_JSON)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ScimError)
+    def _scim_error(error: ScimError) -> Response:
+        return error_response(error.status, error.detail, error.scim_type, error.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        detail = {
+            404: "No such endpoint",
+            405: "Method not allowed on this endpoint",
+            413: "Request body too large",
+        }.get(status, error.description or error.name)
+        headers = {}
+        if status == 405 and error.get_response().headers.get("Allow"):
+            headers["Allow"] = error.get_response().headers["Allow"]
+        scim_type = "tooMany" if status == 413 else None
+        return error_response(status, detail, scim_type, headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "Internal server error")

@@ -1,0 +1,146 @@
+"""Parsing SCIM filters and attribute paths with scim2-filter-parser's lexer and parser.
+
+The library is used for what it does well (tokenising, the LALR grammar of
+RFC 7644 §3.4.2.2) with three corrections made here, each covered by tests:
+
+* Its lexer reads only one-digit numbers and strings without escapes; ours reads
+  JSON numbers and JSON strings (``"a\\"b"``), and marks quoted strings so that
+  ``"true"`` and ``true`` stay different values.
+* Its grammar gives ``and`` and ``or`` the same precedence, so ``a or b and c``
+  would mean ``(a or b) and c``. RFC 7644 says ``and`` binds tighter; the chain is
+  re-associated after parsing. Parenthesised groups are kept as written.
+* Its errors are plain exceptions; here they become 400 ``invalidFilter``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from scim2_filter_parser import ast
+from scim2_filter_parser.lexer import SCIMLexer
+from scim2_filter_parser.parser import SCIMParser
+
+from .errors import ScimError, invalid_filter, invalid_path
+
+
+class QuotedString(str):
+    """A compValue that was written as a JSON string."""
+
+
+class ScimFilterLexer(SCIMLexer):
+    tokens = SCIMLexer.tokens
+    NUMBER = r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?"
+
+    @_(r'"(?:[^"\\]|\\.)*"')  # noqa: F821 (sly's rule decorator)
+    def COMP_VALUE(self, t):  # noqa: N802 (sly's token naming)
+        t.value = QuotedString(json.loads(t.value))
+        return t
+
+
+def parse_filter(text: str) -> ast.Filter:
+    """Parse a filter expression, or raise 400 invalidFilter."""
+    return _parse(text, invalid_filter)
+
+
+def _parse(text: str, error) -> ast.Filter:
+    if not text or not text.strip():
+        raise error("Empty filter")
+    try:
+        tree = SCIMParser().parse(ScimFilterLexer().tokenize(text))
+    except ScimError:
+        raise
+    except Exception as exc:  # the library raises ValueError, SCIMParserError, sly errors
+        raise error(f"Cannot parse {text!r}: {exc}") from exc
+    if tree is None:
+        raise error(f"Cannot parse {text!r}")
+    return _reassociate(tree)
+
+
+def _is_bare_chain(node: ast.Filter) -> bool:
+    return isinstance(node, ast.Filter) and isinstance(node.expr, ast.LogExpr) \
+        and not node.negated and node.namespace is None
+
+
+def _flatten(node: ast.Filter, operands: list, ops: list[str]) -> None:
+    if _is_bare_chain(node):
+        _flatten(node.expr.expr1, operands, ops)
+        ops.append(node.expr.op.lower())
+        _flatten(node.expr.expr2, operands, ops)
+    else:
+        operands.append(node)
+
+
+def _reassociate(node):
+    """Rebuild every unparenthesised and/or chain with ``and`` binding tighter than ``or``."""
+    if not isinstance(node, ast.Filter):
+        return node
+    if _is_bare_chain(node):
+        operands: list = []
+        ops: list[str] = []
+        _flatten(node, operands, ops)
+        operands = [_reassociate(o) for o in operands]
+        groups = [[operands[0]]]
+        for op, operand in zip(ops, operands[1:]):
+            if op == "or":
+                groups.append([operand])
+            else:
+                groups[-1].append(operand)
+        ands = [_fold("and", g) for g in groups]
+        return _fold("or", ands)
+    if isinstance(node.expr, ast.Filter):
+        node.expr = _reassociate(node.expr)
+    elif isinstance(node.expr, ast.AttrExpr) and isinstance(node.expr.attr_path.attr_name, ast.Filter):
+        node.expr.attr_path.attr_name = _reassociate(node.expr.attr_path.attr_name)
+    return node
+
+
+def _fold(op: str, items: list):
+    result = items[0]
+    for item in items[1:]:
+        result = ast.Filter(ast.LogExpr(op, result, item), False, None)
+    return result
+
+
+# ------------------------------------------------------------------- PATCH paths
+
+
+@dataclass(frozen=True)
+class Path:
+    """A PATCH path: ``attr``, ``attr.sub``, ``attr[filter]`` or ``attr[filter].sub``, maybe URN-qualified.
+
+    ``attribute`` is the text of the attribute (with its URN, if any), ``value_filter``
+    the bracketed filter (an AST whose names are sub-attributes of ``attribute``),
+    and ``sub_attribute`` the name after the dot.
+    """
+
+    attribute: str
+    sub_attribute: str | None = None
+    value_filter: ast.Filter | None = None
+
+
+def parse_path(text: str) -> Path:
+    """Parse a PATCH path with the filter grammar (a path is the left side of ``pr``)."""
+    text = text.strip()
+    if not text:
+        raise invalid_path("Empty path")
+    tree = _parse(f"{text} pr", invalid_path)
+    expr = tree.expr if isinstance(tree, ast.Filter) else None
+    if not isinstance(expr, ast.AttrExpr) or expr.value.lower() != "pr":
+        raise invalid_path(f"Not a valid attribute path: {text!r}")
+    attr_path = expr.attr_path
+    if isinstance(attr_path.attr_name, ast.Filter):
+        value_path = attr_path.attr_name
+        namespace = value_path.namespace
+        return Path(
+            attribute=_attr_text(namespace),
+            sub_attribute=namespace.sub_attr.value if namespace.sub_attr else None,
+            value_filter=value_path.expr,
+        )
+    return Path(
+        attribute=_attr_text(attr_path),
+        sub_attribute=attr_path.sub_attr.value if attr_path.sub_attr else None,
+    )
+
+
+def _attr_text(attr_path: ast.AttrPath) -> str:
+    return f"{attr_path.uri}:{attr_path.attr_name}" if attr_path.uri else attr_path.attr_name

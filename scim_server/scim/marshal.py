@@ -1,0 +1,289 @@
+"""Validation and serialisation with marshmallow schemas generated from the registry.
+
+Input goes through two steps. ``canonicalise`` maps every key to the schema's
+spelling (SCIM names are case-insensitive), drops what the client may not set
+(readOnly attributes, unknown keys) and turns JSON nulls into absence. The
+generated marshmallow schema then checks types and required attributes. Output
+goes through the same generated schema, whose ``returned: never`` fields are
+load-only, so a password can never be serialised by mistake.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from functools import lru_cache
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema as MarshmallowSchema, ValidationError, fields
+
+from .errors import invalid_value
+from .schemas import Attribute, ResourceType
+
+_TRUE = {True, "true", "True", "TRUE"}
+_FALSE = {False, "false", "False", "FALSE"}
+
+
+class ScimBoolean(fields.Boolean):
+    """JSON booleans, plus the "True"/"False" strings Entra ID and Keycloak send."""
+
+    truthy = _TRUE
+    falsy = _FALSE
+
+
+class ScimDateTime(fields.Field):
+    """An xsd:dateTime, stored in one canonical UTC form so that text comparison is chronological."""
+
+    default_error_messages = {"invalid": "Not a valid dateTime (expected e.g. 2026-01-31T12:00:00Z)."}
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise self.make_error("invalid") from exc
+        return format_datetime(parsed)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+
+class ScimBinary(fields.String):
+    default_error_messages = {"invalid_base64": "Not valid base64."}
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise self.make_error("invalid_base64") from exc
+        return text
+
+
+def format_datetime(value: dt.datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``; microseconds only when present."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    value = value.astimezone(dt.timezone.utc)
+    spec = "%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return value.strftime(spec)
+
+
+def _field_for(attr: Attribute) -> fields.Field:
+    kwargs: dict[str, Any] = {"allow_none": True}
+    if attr.returned == "never":
+        kwargs["load_only"] = True
+    if attr.is_complex:
+        single: fields.Field = fields.Nested(_complex_schema(attr), unknown=EXCLUDE)
+    elif attr.type == "boolean":
+        single = ScimBoolean()
+    elif attr.type == "integer":
+        single = fields.Integer(strict=True)
+    elif attr.type == "decimal":
+        single = fields.Float()
+    elif attr.type == "dateTime":
+        single = ScimDateTime()
+    elif attr.type == "binary":
+        single = ScimBinary()
+    else:  # string, reference
+        single = fields.String()
+    if attr.multi_valued:
+        return fields.List(single, **kwargs)
+    if attr.is_complex:
+        return fields.Nested(_complex_schema(attr), unknown=EXCLUDE, **kwargs)
+    single.allow_none = True
+    single.load_only = kwargs.get("load_only", False)
+    return single
+
+
+def _complex_schema(attr: Attribute) -> type[MarshmallowSchema]:
+    return MarshmallowSchema.from_dict(
+        {sub.name: _field_for(sub) for sub in attr.sub_attributes.values()},
+        name=f"{attr.schema.rsplit(':', 1)[-1]}_{attr.path.replace('.', '_').replace('$', '')}",
+    )
+
+
+@lru_cache(maxsize=None)
+def resource_schema(rt: ResourceType) -> MarshmallowSchema:
+    """The marshmallow schema of a whole resource: common, core and extension attributes."""
+    declared: dict[str, fields.Field] = {"schemas": fields.List(fields.String())}
+    for attr in [*rt.common.values(), *rt.core.attributes.values()]:
+        declared[attr.name] = _field_for(attr)
+    for ext in rt.extensions:
+        ext_fields = {a.name: _field_for(a) for a in ext.attributes.values()}
+        declared[ext.id] = fields.Nested(
+            MarshmallowSchema.from_dict(ext_fields, name=f"ext_{ext.name}"), unknown=EXCLUDE, allow_none=True
+        )
+    return MarshmallowSchema.from_dict(declared, name=f"{rt.name}Resource")(unknown=EXCLUDE)
+
+
+# ---------------------------------------------------------------------------- input
+
+
+def canonicalise(rt: ResourceType, payload: dict[str, Any], *, keep_read_only: bool = False) -> dict[str, Any]:
+    """Map keys to canonical names, drop unknown keys, nulls and (unless asked) readOnly attributes.
+
+    Extension attributes are accepted under their URN key. ``schemas`` is kept as sent.
+    """
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        if not isinstance(key, str):
+            continue
+        if key.lower() == "schemas":
+            out["schemas"] = value
+            continue
+        ext = rt.schema(key) if key.lower().startswith("urn:") else None
+        if ext is not None and ext is not rt.core:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise invalid_value(f"'{ext.id}' must be a JSON object of that extension's attributes")
+            inner = _canonical_attrs(ext.attributes, value, keep_read_only)
+            if inner:
+                out[ext.id] = inner
+            continue
+        if ext is rt.core:  # attributes nested under the core URN are core attributes
+            if isinstance(value, dict):
+                out.update(_canonical_attrs({**rt.common, **rt.core.attributes}, value, keep_read_only))
+            continue
+        attr = rt.top_level(key)
+        if attr is None:
+            continue
+        cleaned = _canonical_value(attr, value, keep_read_only)
+        if cleaned is not None:
+            out[attr.name] = cleaned
+    return out
+
+
+def _canonical_attrs(attrs: dict[str, Attribute], payload: dict[str, Any], keep_read_only: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        attr = attrs.get(key.lower()) if isinstance(key, str) else None
+        if attr is None:
+            continue
+        cleaned = _canonical_value(attr, value, keep_read_only)
+        if cleaned is not None:
+            out[attr.name] = cleaned
+    return out
+
+
+def _canonical_value(attr: Attribute, value: Any, keep_read_only: bool) -> Any:
+    if value is None or (attr.read_only and not keep_read_only):
+        return None
+    if attr.multi_valued:
+        if not isinstance(value, list):
+            value = [value]
+        items = [_canonical_single(attr, v, keep_read_only) for v in value]
+        items = [v for v in items if v is not None and v != {}]
+        return items or None
+    return _canonical_single(attr, value, keep_read_only)
+
+
+def _canonical_single(attr: Attribute, value: Any, keep_read_only: bool) -> Any:
+    if value is None:
+        return None
+    if attr.is_complex:
+        if not isinstance(value, dict):
+            raise invalid_value(f"Attribute '{attr.path}' must be a complex value (a JSON object)")
+        inner = _canonical_attrs(attr.sub_attributes, value, keep_read_only)
+        return inner or None
+    if attr.type == "string" and value == "" and attr.parent is None and not attr.required:
+        return None  # an empty string clears an optional attribute (Entra's validator)
+    return value
+
+
+def load(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
+    """Type-check a canonical document, enforce required attributes and one ``primary`` per list.
+
+    Returns the cleaned document; raises ScimError(400 invalidValue) naming the attribute.
+    """
+    try:
+        data = resource_schema(rt).load(document)
+    except ValidationError as exc:
+        raise invalid_value("Invalid attribute value: " + _describe(exc.messages)) from exc
+    data = _drop_nones(data)
+    _check_required(rt, data)
+    _check_primary(rt, data)
+    return data
+
+
+def _drop_nones(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nones(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nones(v) for v in value if v is not None]
+    return value
+
+
+def _describe(messages: Any, prefix: str = "") -> str:
+    if isinstance(messages, dict):
+        parts = []
+        for key, inner in messages.items():
+            path = f"{prefix}.{key}" if prefix and not str(key).isdigit() else (
+                f"{prefix}[{key}]" if prefix else str(key))
+            parts.append(_describe(inner, path))
+        return "; ".join(parts)
+    if isinstance(messages, list):
+        return f"'{prefix}': " + " ".join(str(m) for m in messages)
+    return f"'{prefix}': {messages}"
+
+
+def _check_required(rt: ResourceType, data: dict[str, Any]) -> None:
+    for attr in rt.core.attributes.values():
+        if attr.required and not attr.read_only and data.get(attr.name) in (None, "", []):
+            raise invalid_value(f"Attribute '{attr.name}' is required")
+    for ext in rt.extensions:
+        ext_data = data.get(ext.id)
+        if not ext_data:
+            continue
+        for attr in ext.attributes.values():
+            if attr.required and ext_data.get(attr.name) in (None, "", []):
+                raise invalid_value(f"Attribute '{ext.id}:{attr.name}' is required")
+    _check_required_subs(list(rt.core.attributes.values()), data)
+    for ext in rt.extensions:
+        _check_required_subs(list(ext.attributes.values()), data.get(ext.id) or {})
+
+
+def _check_required_subs(attrs: list[Attribute], data: dict[str, Any]) -> None:
+    for attr in attrs:
+        if not attr.is_complex or attr.name not in data:
+            continue
+        values = data[attr.name] if attr.multi_valued else [data[attr.name]]
+        for item in values:
+            for sub in attr.sub_attributes.values():
+                if sub.required and not sub.read_only and item.get(sub.name) in (None, ""):
+                    raise invalid_value(f"Sub-attribute '{attr.name}.{sub.name}' is required")
+
+
+def _check_primary(rt: ResourceType, data: dict[str, Any]) -> None:
+    for attr in rt.core.attributes.values():
+        if attr.multi_valued and attr.is_complex and attr.sub("primary") is not None:
+            items = data.get(attr.name) or []
+            if sum(1 for item in items if item.get("primary") is True) > 1:
+                raise invalid_value(f"At most one '{attr.name}' value may be primary")
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def dump(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
+    """Serialise a full resource document; ``returned: never`` attributes cannot pass."""
+    return _drop_nones(resource_schema(rt).dump(document))
+
+
+def canonical_value(attr: Attribute, value: Any) -> Any:
+    """Canonicalise a value meant for one attribute (a PATCH operation's value)."""
+    return _canonical_value(attr, value, keep_read_only=False)
+
+
+def check_immutable(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """An immutable attribute, once it has a value, keeps it (RFC 7643 §2.2): else 400 mutability."""
+    containers = [(rt.common | rt.core.attributes, old, new)]
+    containers += [(e.attributes, old.get(e.id) or {}, new.get(e.id) or {}) for e in rt.extensions]
+    for attrs, before, after in containers:
+        for attr in attrs.values():
+            if attr.mutability == "immutable":
+                if attr.name in before and before[attr.name] != after.get(attr.name):
+                    from .errors import mutability
+                    raise mutability(f"Attribute '{attr.name}' is immutable")

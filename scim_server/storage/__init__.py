@@ -1,0 +1,1 @@
+"""Storage layer: tables, sessions, migrations and the queries that answer SCIM requests."""

@@ -1,0 +1,165 @@
+"""The tables, in SQLAlchemy 2's typed declarative style.
+
+A resource is one row: the attributes the server must index, join or constrain
+(userName, externalId, displayName, active, manager) are real columns; every
+other attribute lives in ``attributes``, a JSON document keyed by the schema's
+canonical attribute names (extension attributes under their schema URN).
+Group membership is never stored in a document: it is one ``Membership`` row per
+member, so adding or removing one member touches one row whatever the group size.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps are stored and returned as timezone-aware UTC on every backend.
+
+    SQLite has no time zone type; without this a value written as aware UTC would
+    come back naive and compare wrongly against aware values in filters.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSONDocument}
+
+
+class Tenant(Base):
+    """A plan2learn customer. Every resource and every credential belongs to one."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class BearerToken(Base):
+    """A long-lived bearer token, as typed into Entra ID's "Secret Token" field.
+
+    Only the SHA-256 of the token is stored: a database dump reveals no credential.
+    """
+
+    __tablename__ = "bearer_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(200), default="")
+    scope: Mapped[str] = mapped_column(String(200), default="scim:read scim:write")
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        Index("ix_users_tenant_external_id", "tenant_id", "external_id"),
+        Index("ix_users_tenant_created", "tenant_id", "created", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_name: Mapped[str] = mapped_column(String(300))
+    external_id: Mapped[str | None] = mapped_column(String(300), default=None)
+    display_name: Mapped[str | None] = mapped_column(String(300), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    manager_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_modified: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    __table_args__ = (
+        Index("ix_groups_tenant_external_id", "tenant_id", "external_id"),
+        Index("ix_groups_tenant_created", "tenant_id", "created", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    display_name: Mapped[str] = mapped_column(String(300))
+    external_id: Mapped[str | None] = mapped_column(String(300), default=None)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_modified: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Membership(Base):
+    """One member of one group: a User or a nested Group, never both."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        CheckConstraint(
+            "(user_id IS NULL) <> (member_group_id IS NULL)", name="ck_memberships_one_member"
+        ),
+        Index("uq_memberships_group_user", "group_id", "user_id", unique=True),
+        Index("uq_memberships_group_group", "group_id", "member_group_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    group_id: Mapped[str] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None, index=True
+    )
+    member_group_id: Mapped[str | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), default=None, index=True
+    )
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# Expression indexes need the mapped columns, so they are declared after the classes.
+# userName is unique per tenant, case-insensitively (RFC 7643 §4.1.1: caseExact false);
+# the same lower() expression is what the filter compiler emits, so ``userName eq`` uses it.
+Index("uq_users_tenant_username", User.tenant_id, func.lower(User.user_name), unique=True)
+# Entra ID matches groups by ``displayName eq`` (caseExact false).
+Index("ix_groups_tenant_display_name", Group.tenant_id, func.lower(Group.display_name))

@@ -1,0 +1,155 @@
+"""Test fixtures: a real database (SQLite by default, PostgreSQL when
+``SCIM_TEST_DATABASE_URL`` says so), migrated once, emptied between tests, and
+an HTTP client per tenant that speaks to the app through its public API."""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from scim_server import create_app
+from scim_server.config import Settings
+from scim_server.http.auth import token_cache
+from scim_server.storage import tenants
+from scim_server.storage.migrate import upgrade
+from scim_server.storage.models import Base
+
+BASE = "/scim/v2"
+CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+LIST = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+
+
+def _database_url() -> str:
+    url = os.environ.get("SCIM_TEST_DATABASE_URL")
+    if url:
+        return url
+    folder = tempfile.mkdtemp(prefix="scim-test-")
+    return f"sqlite:///{folder}/test.db"
+
+
+@pytest.fixture(scope="session")
+def app():
+    url = _database_url()
+    if not url.startswith("sqlite"):
+        from scim_server.storage.db import make_engine
+        engine = make_engine(url)
+        with engine.begin() as conn:  # a clean schema every session
+            Base.metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        engine.dispose()
+    upgrade(url)
+    application = create_app(Settings.from_env(database_url=url, public_base_url=None,
+                                               token_cache_seconds=0))
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["scim_engine"].dispose()
+
+
+@pytest.fixture(autouse=True)
+def clean_database(app):
+    yield
+    engine = app.extensions["scim_engine"]
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    token_cache.clear()
+
+
+class ScimClient:
+    """Requests relative to the SCIM base path, authenticated as one tenant."""
+
+    def __init__(self, flask_client, token: str | None):
+        self.http = flask_client
+        self.token = token
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers.update(extra or {})
+        return headers
+
+    def request(self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None,
+                content_type: str = "application/scim+json", data: Any = None, **kwargs):
+        hdrs = self.headers(headers)
+        if json is not None:
+            import json as _json
+            data = _json.dumps(json)
+        if data is not None and content_type:
+            hdrs.setdefault("Content-Type", content_type)
+        url = path if path.startswith("/scim") or path.startswith("http") else BASE + path
+        return self.http.open(url, method=method, data=data, headers=hdrs, **kwargs)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, json=None, **kw):
+        return self.request("POST", path, json=json, **kw)
+
+    def put(self, path, json=None, **kw):
+        return self.request("PUT", path, json=json, **kw)
+
+    def patch(self, path, json=None, **kw):
+        return self.request("PATCH", path, json=json, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    # helpers -------------------------------------------------------------
+    def create_user(self, user_name: str, **attrs) -> dict:
+        body = {"schemas": [CORE_USER], "userName": user_name, **attrs}
+        response = self.post("/Users", json=body)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    def create_group(self, display_name: str, members: list[str] | None = None, **attrs) -> dict:
+        body = {"schemas": [CORE_GROUP], "displayName": display_name, **attrs}
+        if members is not None:
+            body["members"] = [{"value": m} for m in members]
+        response = self.post("/Groups", json=body)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    def patch_ops(self, path: str, *operations: dict, **kw):
+        return self.patch(path, json={"schemas": [PATCH_OP], "Operations": list(operations)}, **kw)
+
+
+def _tenant_client(app, name: str) -> ScimClient:
+    with app.extensions["scim_sessions"].begin() as session:
+        tenant = tenants.create_tenant(session, name)
+        token = tenants.create_token(session, tenant, "test")
+    return ScimClient(app.test_client(), token)
+
+
+@pytest.fixture
+def api(app) -> ScimClient:
+    """A client for tenant 'acme'."""
+    return _tenant_client(app, "acme")
+
+
+@pytest.fixture
+def other_api(app) -> ScimClient:
+    """A client for a second tenant, 'globex'."""
+    return _tenant_client(app, "globex")
+
+
+@pytest.fixture
+def anonymous(app) -> ScimClient:
+    return ScimClient(app.test_client(), None)
+
+
+def assert_scim_error(response, status: int, scim_type: str | None = None) -> dict:
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+    assert response.mimetype == "application/scim+json"
+    body = response.get_json()
+    assert body["schemas"] == [ERROR]
+    assert body["status"] == str(status)
+    assert body.get("detail")
+    if scim_type is not None:
+        assert body.get("scimType") == scim_type, body
+    return body
