@@ -105,7 +105,8 @@ class User(Base):
     user_name: Mapped[str] = mapped_column(String(300))
     external_id: Mapped[str | None] = mapped_column(String(300), default=None)
     display_name: Mapped[str | None] = mapped_column(String(300), default=None)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: NULL when a client removed it (unassigned); new users without ``active`` start active.
+    active: Mapped[bool | None] = mapped_column(Boolean, default=True)
     manager_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
     )

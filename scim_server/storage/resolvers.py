@@ -57,7 +57,7 @@ def member_element(membership=Membership) -> _Columns:
     """A group's member, as sub-attributes over a membership row."""
     member_user, member_group = aliased(User), aliased(Group)
     display = func.coalesce(
-        select(func.coalesce(member_user.display_name, member_user.user_name))
+        select(member_user.display_name)
         .where(member_user.id == membership.user_id).scalar_subquery(),
         select(member_group.display_name).where(member_group.id == membership.member_group_id).scalar_subquery(),
     )

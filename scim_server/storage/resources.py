@@ -173,12 +173,11 @@ class UserStore(ResourceStore):
         managers: dict[str, str | None] = {}
         manager_ids = {r.manager_id for r in rows if r.manager_id}
         if manager_ids:
-            query = select(User.id, func.coalesce(User.display_name, User.user_name)).where(User.id.in_(manager_ids))
+            query = select(User.id, User.display_name).where(User.id.in_(manager_ids))
             managers = dict(self.session.execute(query).all())
         out = []
         for row in rows:
             doc = super().stored_document(row)
-            doc.setdefault("active", row.active)
             doc["id"] = row.id
             if row.manager_id:
                 ext = dict(doc.get(ENTERPRISE_USER) or {})
@@ -218,8 +217,6 @@ class UserStore(ResourceStore):
         row.manager_id = self._manager_id(doc, row.id)
         for column, value in columns.items():
             setattr(row, column, value)
-        if row.active is None:
-            row.active = True
         if password is not None:
             row.password_hash = passwords.hash_password(password)
         row.attributes = rest
@@ -233,6 +230,7 @@ class UserStore(ResourceStore):
     def create(self, doc: dict[str, Any]) -> User:
         now = utcnow()
         row = User(id=str(uuid.uuid4()), tenant_id=self.tenant_id, created=now, last_modified=now, version=1)
+        doc = {"active": True, **doc}  # a new account is active unless the client says otherwise
         self._write(row, doc)
         self.session.add(row)
         self._flush()
@@ -268,7 +266,7 @@ class GroupStore(ResourceStore):
     def members_of(self, group_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         member_user, member_group = aliased(User), aliased(Group)
         query = (select(Membership.group_id, Membership.user_id, Membership.member_group_id,
-                        func.coalesce(member_user.display_name, member_user.user_name), member_group.display_name)
+                        member_user.display_name, member_group.display_name)
                  .outerjoin(member_user, member_user.id == Membership.user_id)
                  .outerjoin(member_group, member_group.id == Membership.member_group_id)
                  .where(Membership.group_id.in_(group_ids)).order_by(Membership.id))

@@ -61,7 +61,7 @@ def upgrade() -> None:
     sa.Column('user_name', sa.String(length=300), nullable=False),
     sa.Column('external_id', sa.String(length=300), nullable=True),
     sa.Column('display_name', sa.String(length=300), nullable=True),
-    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=True),
     sa.Column('manager_id', sa.String(length=36), nullable=True),
     sa.Column('password_hash', sa.String(length=200), nullable=True),
     sa.Column('attributes', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
