@@ -42,7 +42,8 @@ def parse_filter(text: str) -> ast.Filter:
     return _parse(text, invalid_filter)
 
 
-def _parse(text: str, error) -> ast.Filter:
+def _parse(text: str, error, shown: str | None = None) -> ast.Filter:
+    shown = text if shown is None else shown
     if not text or not text.strip():
         raise error("Empty filter")
     try:
@@ -50,9 +51,9 @@ def _parse(text: str, error) -> ast.Filter:
     except ScimError:
         raise
     except Exception as exc:  # the library raises ValueError, SCIMParserError, sly errors
-        raise error(f"Cannot parse {text!r}: {exc}") from exc
+        raise error(f"Cannot parse {shown!r}: {exc}") from exc
     if tree is None:
-        raise error(f"Cannot parse {text!r}")
+        raise error(f"Cannot parse {shown!r}")
     return _reassociate(tree)
 
 
@@ -123,7 +124,7 @@ def parse_path(text: str) -> Path:
     text = text.strip()
     if not text:
         raise invalid_path("Empty path")
-    tree = _parse(f"{text} pr", invalid_path)
+    tree = _parse(f"{text} pr", invalid_path, shown=text)
     expr = tree.expr if isinstance(tree, ast.Filter) else None
     if not isinstance(expr, ast.AttrExpr) or expr.value.lower() != "pr":
         raise invalid_path(f"Not a valid attribute path: {text!r}")
