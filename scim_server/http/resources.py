@@ -67,6 +67,7 @@ def _resource_body(store: ResourceStore) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid_syntax("The body must be a JSON object")
     body = quirks.normalise_resource(store.rt, body)
+    marshal.check_schemas(store.rt, body)
     return marshal.load(store.rt, marshal.canonicalise(store.rt, body))
 
 
@@ -152,9 +153,11 @@ def patch_resource(endpoint: str, resource_id: str) -> Response:
     _check_if_match(row)
     raw_ops = patch.parse_operations(json_body(), current_app.config["SCIM"].max_patch_operations)
     before = store.stored_document(row)
-    operations = [patch.to_operation(op) for op in quirks.normalise_patch(store.rt, raw_ops, before)]
     collections = store.collections(row)
-    after = patch.apply(store.rt, before, operations, collections)
+    after = before
+    for raw in raw_ops:  # each quirk sees the resource as the earlier operations left it
+        operations = [patch.to_operation(op) for op in quirks.normalise_patch(store.rt, [raw], after)]
+        after = patch.apply(store.rt, after, operations, collections)
     doc = marshal.load(store.rt, after)
     marshal.check_immutable(store.rt, before, doc)
     store.update(row, doc)

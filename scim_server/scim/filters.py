@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol
 from scim2_filter_parser import ast
 from sqlalchemy import and_, func, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.types import DateTime
+from sqlalchemy.types import DateTime, TypeDecorator
 
 from .errors import invalid_filter
 from .filter_parser import QuotedString, parse_filter
@@ -230,7 +230,7 @@ class FilterCompiler:
                 raise invalid_filter(f"'{attr.path}' is a dateTime: {raw!r} is not one") from exc
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=dt.timezone.utc)
-            if isinstance(expr.type, DateTime):
+            if _is_datetime_column(expr):
                 return moment
             return format_datetime(moment)
         if kind == "binary":
@@ -238,6 +238,14 @@ class FilterCompiler:
         if not isinstance(raw, QuotedString):
             raise invalid_filter(f"'{attr.path}' is a string: quote the value")
         return str(raw)
+
+
+def _is_datetime_column(expr: SQL) -> bool:
+    """A real timestamp column (meta.created) compares with datetimes; JSON text with canonical strings."""
+    column_type = expr.type
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    return isinstance(column_type, DateTime)
 
 
 def escape_like(value: str) -> str:

@@ -112,10 +112,27 @@ def resource_schema(rt: ResourceType) -> MarshmallowSchema:
         declared[attr.name] = _field_for(attr)
     for ext in rt.extensions:
         ext_fields = {a.name: _field_for(a) for a in ext.attributes.values()}
+        # marshmallow reads dots in a field's attribute name as nesting ("2.0" in every URN),
+        # so extensions travel under a dot-free internal name (see _to_internal).
         declared[ext.id] = fields.Nested(
-            MarshmallowSchema.from_dict(ext_fields, name=f"ext_{ext.name}"), unknown=EXCLUDE, allow_none=True
+            MarshmallowSchema.from_dict(ext_fields, name=f"ext_{ext.name}"), unknown=EXCLUDE, allow_none=True,
+            attribute=_internal_name(ext.id),
         )
     return MarshmallowSchema.from_dict(declared, name=f"{rt.name}Resource")(unknown=EXCLUDE)
+
+
+def _internal_name(urn: str) -> str:
+    return "ext:" + urn.replace(".", "_")
+
+
+def _to_internal(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
+    names = {e.id: _internal_name(e.id) for e in rt.extensions}
+    return {names.get(k, k): v for k, v in document.items()}
+
+
+def _from_internal(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
+    names = {_internal_name(e.id): e.id for e in rt.extensions}
+    return {names.get(k, k): v for k, v in document.items()}
 
 
 # ---------------------------------------------------------------------------- input
@@ -173,7 +190,7 @@ def _canonical_value(attr: Attribute, value: Any, keep_read_only: bool) -> Any:
         return None
     if attr.multi_valued:
         if not isinstance(value, list):
-            value = [value]
+            raise invalid_value(f"Attribute '{attr.path}' is multi-valued: send a JSON array")
         items = [_canonical_single(attr, v, keep_read_only) for v in value]
         items = [v for v in items if v is not None and v != {}]
         return items or None
@@ -193,13 +210,24 @@ def _canonical_single(attr: Attribute, value: Any, keep_read_only: bool) -> Any:
     return value
 
 
+def check_schemas(rt: ResourceType, body: dict[str, Any]) -> None:
+    """A resource's ``schemas`` must name its core schema (RFC 7643 §3); extra URIs are tolerated."""
+    schemas = next((v for k, v in body.items() if isinstance(k, str) and k.lower() == "schemas"), None)
+    if schemas is None:
+        return
+    if not isinstance(schemas, list) or not all(isinstance(s, str) for s in schemas):
+        raise invalid_value("'schemas' must be an array of schema URIs")
+    if rt.core.id.lower() not in {s.lower() for s in schemas}:
+        raise invalid_value(f"'schemas' must include {rt.core.id} for a {rt.name}")
+
+
 def load(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
     """Type-check a canonical document, enforce required attributes and one ``primary`` per list.
 
     Returns the cleaned document; raises ScimError(400 invalidValue) naming the attribute.
     """
     try:
-        data = resource_schema(rt).load(document)
+        data = _from_internal(rt, resource_schema(rt).load(document))
     except ValidationError as exc:
         raise invalid_value("Invalid attribute value: " + _describe(exc.messages)) from exc
     data = _drop_nones(data)
@@ -269,7 +297,7 @@ def _check_primary(rt: ResourceType, data: dict[str, Any]) -> None:
 
 def dump(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
     """Serialise a full resource document; ``returned: never`` attributes cannot pass."""
-    return _drop_nones(resource_schema(rt).dump(document))
+    return _drop_nones(resource_schema(rt).dump(_to_internal(rt, document)))
 
 
 def canonical_value(attr: Attribute, value: Any) -> Any:

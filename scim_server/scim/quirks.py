@@ -71,6 +71,22 @@ def capitalised_op(op: RawOp, ctx: Context) -> list[RawOp]:
     return [out]
 
 
+def unqualified_extension_path(op: RawOp, ctx: Context) -> list[RawOp]:
+    """Entra ID's documented sample sets ``"path": "manager"``, an enterprise extension attribute,
+    without its schema URN. A path naming no core attribute but exactly one extension attribute
+    is qualified with that extension's URN."""
+    path = op.get("path")
+    if not isinstance(path, str) or not path or path.lower().startswith("urn:"):
+        return [op]
+    name = path.split("[", 1)[0].split(".", 1)[0]
+    if ctx.rt.top_level(name) is not None:
+        return [op]
+    owners = [ext for ext in ctx.rt.extensions if ext.attribute(name) is not None]
+    if len(owners) != 1:
+        return [op]
+    return [{**op, "path": f"{owners[0].id}:{path}"}]
+
+
 def dotted_and_urn_keys(op: RawOp, ctx: Context) -> list[RawOp]:
     """Entra ID (aadOptscim062020) sends one pathless replace whose keys are paths:
     ``{"name.givenName": "B", "urn:...:enterprise:2.0:User:employeeNumber": "7"}``.
@@ -81,7 +97,8 @@ def dotted_and_urn_keys(op: RawOp, ctx: Context) -> list[RawOp]:
     plain: dict[str, Any] = {}
     split: list[RawOp] = []
     for key, item in value.items():
-        if isinstance(key, str) and ("." in key or (key.lower().startswith("urn:") and ctx.rt.schema(key) is None)):
+        whole_schema = isinstance(key, str) and ctx.rt.schema(key) is not None
+        if isinstance(key, str) and not whole_schema and ("." in key or key.lower().startswith("urn:")):
             split.append({"op": op["op"], "path": key, "value": item})
         else:
             plain[key] = item
@@ -224,6 +241,7 @@ def _equalities(node) -> dict[str, Any] | None:
 
 PATCH_QUIRKS: list[Callable[[RawOp, Context], list[RawOp]]] = [
     capitalised_op,
+    unqualified_extension_path,
     dotted_and_urn_keys,
     member_removal_by_value,
     manager_forms,

@@ -12,7 +12,7 @@ import uuid
 from typing import Any, Iterable
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from ..scim.errors import ScimError, invalid_value, uniqueness
@@ -112,6 +112,10 @@ class ResourceStore:
     def _split(self, doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Split a validated document into column values and the JSON document."""
         columns = {column: doc.get(name) for name, column in self.column_attributes.items()}
+        for name, column in self.column_attributes.items():
+            limit = getattr(self.model.__table__.c[column].type, "length", None)
+            if isinstance(columns[column], str) and limit and len(columns[column]) > limit:
+                raise invalid_value(f"'{name}' is longer than {limit} characters")
         rest = {k: v for k, v in doc.items() if k not in self.column_attributes and k not in ("schemas", "id", "meta")}
         return columns, rest
 
@@ -138,6 +142,8 @@ class ResourceStore:
             self.session.flush()
         except IntegrityError as exc:
             raise self._integrity_error(exc) from exc
+        except DataError as exc:  # a value the column type cannot hold
+            raise invalid_value("A value does not fit its attribute (too long or malformed)") from exc
 
     def _integrity_error(self, exc: IntegrityError) -> ScimError:
         return ScimError(409, "The change conflicts with an existing resource", "uniqueness")
