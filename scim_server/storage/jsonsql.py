@@ -29,7 +29,7 @@ class JsonDialect:
     # ------------------------------------------------------------- scalars
     def text(self, doc: ColumnElement[Any], keys: tuple[str, ...]) -> ColumnElement[Any]:
         if self.pg:
-            return doc[keys].astext if len(keys) > 1 else doc[keys[0]].astext
+            return (doc[keys] if len(keys) > 1 else doc[keys[0]]).as_string()
         return func.json_extract(doc, _sqlite_path(keys), type_=String())
 
     def boolean(self, doc: ColumnElement[Any], keys: tuple[str, ...]) -> ColumnElement[Any]:
