@@ -57,6 +57,7 @@ def clean_database(app):
     yield
     engine = app.extensions["scim_engine"]
     with engine.begin() as conn:
+        conn.execute(text("UPDATE groups SET parent_id = NULL"))  # org-unit parents RESTRICT deletes
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
     token_cache.clear()

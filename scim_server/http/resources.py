@@ -161,6 +161,7 @@ def patch_resource(endpoint: str, resource_id: str) -> Response:
     doc = marshal.load(store.rt, after)
     marshal.check_immutable(store.rt, before, doc)
     store.update(row, doc)
+    store.after_patch(row, doc)
     g.db.commit()
     params = {k.lower() for k in request.args}
     if endpoint == "Groups" and not params & {"attributes", "excludedattributes"}:

@@ -17,6 +17,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema as MarshmallowSchema, ValidationError, fields
 
+from . import validators
 from .errors import invalid_value
 from .schemas import Attribute, ResourceType
 
@@ -233,7 +234,7 @@ def load(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
     data = _drop_nones(data)
     _check_required(rt, data)
     _check_primary(rt, data)
-    return data
+    return validators.apply(data)
 
 
 def _drop_nones(value: Any) -> Any:
@@ -285,9 +286,13 @@ def _check_required_subs(attrs: list[Attribute], data: dict[str, Any]) -> None:
 
 
 def _check_primary(rt: ResourceType, data: dict[str, Any]) -> None:
-    for attr in rt.core.attributes.values():
-        if attr.multi_valued and attr.is_complex and attr.sub("primary") is not None:
-            items = data.get(attr.name) or []
+    containers = [(rt.core.attributes.values(), data)] + [(e.attributes.values(), data.get(e.id) or {})
+                                                          for e in rt.extensions]
+    for attrs, container in containers:
+        for attr in attrs:
+            if not (attr.multi_valued and attr.is_complex and attr.sub("primary") is not None):
+                continue
+            items = container.get(attr.name) or []
             if sum(1 for item in items if item.get("primary") is True) > 1:
                 raise invalid_value(f"At most one '{attr.name}' value may be primary")
 
@@ -315,3 +320,12 @@ def check_immutable(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) 
                 if attr.name in before and before[attr.name] != after.get(attr.name):
                     from .errors import mutability
                     raise mutability(f"Attribute '{attr.name}' is immutable")
+
+
+def load_attribute(attr: Attribute, value: Any) -> Any:
+    """Type-check the value of one attribute (e.g. values of a row-backed attribute)."""
+    try:
+        loaded = _field_for(attr).deserialize(value)
+    except ValidationError as exc:
+        raise invalid_value(f"Invalid value for '{attr.path}': " + _describe(exc.messages, attr.path)) from exc
+    return _drop_nones(loaded)

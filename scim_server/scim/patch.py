@@ -39,11 +39,16 @@ class PatchOperation:
 
 
 class RowCollection(Protocol):
-    """A multi-valued attribute stored as rows (e.g. group members)."""
+    """A multi-valued attribute stored as rows (a group's members, a user's employments).
+
+    Collections are keyed by ``Attribute.key``. ``value_filter`` None means every value.
+    """
 
     def add(self, values: list[dict[str, Any]]) -> None: ...
     def replace(self, values: list[dict[str, Any]]) -> None: ...
     def remove(self, value_filter: ast.Filter | None) -> None: ...
+    def set_sub(self, value_filter: ast.Filter | None, sub: Attribute, value: Any) -> None: ...
+    def remove_sub(self, value_filter: ast.Filter | None, sub: Attribute) -> None: ...
 
 
 def parse_operations(body: Any, max_operations: int) -> list[dict[str, Any]]:
@@ -114,7 +119,7 @@ class _Engine:
             self._whole_extension(op, target.schema)
             return
         self._check_writable(target)
-        collection = self.collections.get(target.attr.name.lower()) if target.schema is None else None
+        collection = self.collections.get(target.attr.key)
         if collection is not None:
             self._on_rows(op, target, collection)
             return
@@ -169,15 +174,7 @@ class _Engine:
     def _pathless(self, op: PatchOperation) -> None:
         if not isinstance(op.value, dict):
             raise invalid_syntax(f"A '{op.op}' without a path needs an object 'value'")
-        rows = {}
-        plain = {}
-        for key, value in op.value.items():
-            attr = self.rt.top_level(key) if isinstance(key, str) and not key.lower().startswith("urn:") else None
-            if attr is not None and attr.name.lower() in self.collections:
-                rows[attr.name.lower()] = (attr, value)
-            else:
-                plain[key] = value
-        values = canonicalise(self.rt, plain)
+        values = canonicalise(self.rt, op.value)
         values.pop("schemas", None)
         for key, value in values.items():
             ext = self.rt.schema(key) if key.startswith("urn:") else None
@@ -185,9 +182,6 @@ class _Engine:
                 self._whole_extension(PatchOperation(op.op, None, value), ext)
             else:
                 self._attribute(op, self.rt.top_level(key), self.doc, value, canonical=True)
-        for name, (attr, value) in rows.items():
-            target = _Target(None, attr, None, None)
-            self._on_rows(PatchOperation(op.op, None, value), target, self.collections[name])
 
     def _whole_extension(self, op: PatchOperation, schema: Schema | None) -> None:
         if schema is None:
@@ -209,6 +203,10 @@ class _Engine:
     # ------------------------------------------------------ plain attribute
     def _attribute(self, op: PatchOperation, attr: Attribute, container: dict[str, Any], value: Any,
                    canonical: bool = False) -> None:
+        collection = self.collections.get(attr.key)
+        if collection is not None:
+            self._on_rows(PatchOperation(op.op, None, value), _Target(None, attr, None, None), collection)
+            return
         if op.op == "remove":
             container.pop(attr.name, None)
             return
@@ -294,7 +292,11 @@ class _Engine:
     # --------------------------------------------------------------- rows
     def _on_rows(self, op: PatchOperation, target: _Target, collection: RowCollection) -> None:
         if target.sub is not None:
-            raise mutability(f"Sub-attributes of '{target.attr.name}' are immutable: remove and add the value")
+            if op.op == "remove":
+                collection.remove_sub(target.value_filter, target.sub)
+            else:
+                collection.set_sub(target.value_filter, target.sub, canonical_value(target.sub, op.value))
+            return
         if op.op == "remove":
             collection.remove(target.value_filter)
             return

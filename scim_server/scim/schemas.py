@@ -75,6 +75,13 @@ class Attribute:
         return f"{self.parent.name}.{self.name}" if self.parent else self.name
 
     @property
+    def key(self) -> str:
+        """A unique, lower-cased key: ``emails`` for core attributes, ``<urn>:<name>`` for extensions."""
+        own = self.name.lower() if self.parent is None else f"{self.parent.name}.{self.name}".lower()
+        core = self.schema.lower() in (CORE_USER.lower(), CORE_GROUP.lower())
+        return own if core else f"{self.schema.lower()}:{own}"
+
+    @property
     def read_only(self) -> bool:
         return self.mutability == "readOnly"
 

@@ -111,6 +111,11 @@ class User(Base):
         ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
     )
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    #: plan2learn: the user's own EAN (GLN), a column because effectiveEan is computed in SQL.
+    ean: Mapped[str | None] = mapped_column(String(13), default=None)
+    #: plan2learn: the employment state ("current", "future", "ended") that ``active`` was last
+    #: derived from; NULL after an employment change, so the next evaluation applies it.
+    employment_state: Mapped[str | None] = mapped_column(String(10), default=None)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_modified: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -128,6 +133,18 @@ class Group(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     display_name: Mapped[str] = mapped_column(String(300))
     external_id: Mapped[str | None] = mapped_column(String(300), default=None)
+    # plan2learn org units: a group carrying the plan2learn Group extension.
+    is_org_unit: Mapped[bool] = mapped_column(Boolean, default=False)
+    unit_code: Mapped[str | None] = mapped_column(String(100), default=None)
+    unit_type: Mapped[str | None] = mapped_column(String(50), default=None)
+    #: The tree is parent links only: moving a unit changes one row, whatever lies below it.
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="RESTRICT"), default=None, index=True
+    )
+    ean: Mapped[str | None] = mapped_column(String(13), default=None)
+    #: The unit's own ean, else the nearest ancestor's: kept for the unit's subtree on every
+    #: change of an ean or a parent (units only, never users), so effectiveEan is one join.
+    effective_ean: Mapped[str | None] = mapped_column(String(13), default=None)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_modified: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -135,7 +152,11 @@ class Group(Base):
 
 
 class Membership(Base):
-    """One member of one group: a User or a nested Group, never both."""
+    """One member of one group: a User or a nested Group, never both.
+
+    For an org-unit group, a user's membership *is* the employment (plan2learn): the
+    title, dates and primary flag live on this row, whichever way it was written.
+    """
 
     __tablename__ = "memberships"
     __table_args__ = (
@@ -155,6 +176,12 @@ class Membership(Base):
     member_group_id: Mapped[str | None] = mapped_column(
         ForeignKey("groups.id", ondelete="CASCADE"), default=None, index=True
     )
+    title: Mapped[str | None] = mapped_column(String(300), default=None)
+    start_date: Mapped[dt.datetime | None] = mapped_column(default=None)
+    end_date: Mapped[dt.datetime | None] = mapped_column(default=None)
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: "mapped" when placed by the tenant's department mapping rather than by a client.
+    source: Mapped[str | None] = mapped_column(String(20), default=None)
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -164,3 +191,5 @@ class Membership(Base):
 Index("uq_users_tenant_username", User.tenant_id, func.lower(User.user_name), unique=True)
 # Entra ID matches groups by ``displayName eq`` (caseExact false).
 Index("ix_groups_tenant_display_name", Group.tenant_id, func.lower(Group.display_name))
+# unitCode is unique per tenant (NULLs, i.e. plain groups, do not collide).
+Index("uq_groups_tenant_unit_code", Group.tenant_id, Group.unit_code, unique=True)

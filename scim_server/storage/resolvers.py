@@ -13,7 +13,9 @@ from sqlalchemy import String, case, exists, func, literal, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..scim.schemas import Attribute, ResourceType
+from ..scim.schemas import ENTERPRISE_USER, Attribute, ResourceType
+from ..scim.validators import P2L_GROUP, P2L_USER
+from .hierarchy import report_tree, unit_subtree
 from .jsonsql import JsonDialect
 from .models import Group, Membership, User
 
@@ -53,6 +55,19 @@ class _Columns:
         return self.columns["value"]
 
 
+def employment_element(membership=Membership) -> _Columns:
+    """A user's employment, as sub-attributes over a membership row in an org unit."""
+    unit = aliased(Group)
+    return _Columns({
+        "value": membership.group_id,
+        "display": select(unit.display_name).where(unit.id == membership.group_id).scalar_subquery(),
+        "title": membership.title,
+        "startdate": membership.start_date,
+        "enddate": membership.end_date,
+        "primary": membership.is_primary,
+    })
+
+
 def member_element(membership=Membership) -> _Columns:
     """A group's member, as sub-attributes over a membership row."""
     member_user, member_group = aliased(User), aliased(Group)
@@ -72,7 +87,6 @@ class DocumentResolver:
     """Base: attributes in the JSON document, keyed by canonical names."""
 
     model: Any
-    columns: dict[tuple[str, str], SQL] = {}
 
     def __init__(self, rt: ResourceType, dialect_name: str):
         self.rt = rt
@@ -122,22 +136,34 @@ class DocumentResolver:
             condition(_JsonElement(self.json, elements.c.value))).exists()
 
 
+def effective_ean():
+    """The user's own ean, else the effective ean of the unit of their primary employment."""
+    unit = aliased(Group)
+    primary_unit_ean = (select(unit.effective_ean)
+                        .join(Membership, Membership.group_id == unit.id)
+                        .where(Membership.user_id == User.id, unit.is_org_unit)
+                        .order_by(Membership.is_primary.desc(), Membership.start_date, Membership.id)
+                        .limit(1).scalar_subquery())
+    return func.coalesce(User.ean, primary_unit_ean)
+
+
 class UserResolver(DocumentResolver):
     model = User
 
     def column_map(self) -> dict[tuple[str, str], SQL]:
-        from ..scim.schemas import ENTERPRISE_USER
         return {
             **super().column_map(),
             ("username", ""): User.user_name,
             ("displayname", ""): User.display_name,
             ("active", ""): User.active,
             (f"{ENTERPRISE_USER}:manager".lower(), "value"): User.manager_id,
+            (f"{P2L_USER}:ean".lower(), ""): User.ean,
+            (f"{P2L_USER}:effectiveean".lower(), ""): effective_ean(),
         }
 
     def scalar(self, attr: Attribute, sub: Attribute | None) -> SQL | None:
-        if attr.name == "manager" and attr.schema != self.rt.core.id:
-            return self._column(attr, sub)  # only manager.value is queryable
+        if attr.schema in (ENTERPRISE_USER, P2L_USER) and (attr.name == "manager" or attr.schema == P2L_USER):
+            return self._column(attr, sub)  # manager.value, ean and effectiveEan are columns
         return super().scalar(attr, sub)
 
     def present(self, attr: Attribute) -> SQL | None:
@@ -146,12 +172,28 @@ class UserResolver(DocumentResolver):
         return super().present(attr)
 
     def exists(self, attr: Attribute, condition: Callable[[Any], SQL]) -> SQL | None:
-        if attr.name == "groups" and attr.schema == self.rt.core.id:
+        if attr.key == "groups":
             group = aliased(Group)
             element = _Columns({"value": Membership.group_id, "display": group.display_name,
                                 "type": literal("direct", String())})
             return exists().where(Membership.user_id == User.id, group.id == Membership.group_id,
                                   condition(element))
+        if attr.key == f"{P2L_USER}:employments".lower():
+            membership = aliased(Membership)
+            unit = aliased(Group)
+            return exists().where(membership.user_id == User.id, unit.id == membership.group_id,
+                                  unit.is_org_unit, condition(employment_element(membership)))
+        if attr.key == f"{P2L_USER}:orgunits".lower():
+            # An element's sub-attributes are the unit's own, so "some org unit of the user matches"
+            # is "the user is employed somewhere below a matching unit": seeds, then the subtree.
+            seed = aliased(Group)
+            units = unit_subtree(seed, condition(_Columns({"value": seed.id, "display": seed.display_name})))
+            membership = aliased(Membership)
+            return User.id.in_(select(membership.user_id).where(membership.group_id.in_(units)))
+        if attr.key == f"{P2L_USER}:managerchain".lower():
+            seed = aliased(User)
+            return User.id.in_(report_tree(seed, condition(_Columns({"value": seed.id,
+                                                                      "display": seed.display_name}))))
         return super().exists(attr, condition)
 
 
@@ -159,10 +201,30 @@ class GroupResolver(DocumentResolver):
     model = Group
 
     def column_map(self) -> dict[tuple[str, str], SQL]:
-        return {**super().column_map(), ("displayname", ""): Group.display_name}
+        p2l = P2L_GROUP.lower()
+        return {**super().column_map(), ("displayname", ""): Group.display_name,
+                (f"{p2l}:unitcode", ""): Group.unit_code,
+                (f"{p2l}:unittype", ""): Group.unit_type,
+                (f"{p2l}:ean", ""): Group.ean,
+                (f"{p2l}:parent", "value"): Group.parent_id}
+
+    def scalar(self, attr: Attribute, sub: Attribute | None) -> SQL | None:
+        if attr.schema == P2L_GROUP:
+            return self._column(attr, sub)
+        return super().scalar(attr, sub)
+
+    def present(self, attr: Attribute) -> SQL | None:
+        if attr.key == f"{P2L_GROUP}:parent".lower():
+            return Group.parent_id.isnot(None)
+        return super().present(attr)
 
     def exists(self, attr: Attribute, condition: Callable[[Any], SQL]) -> SQL | None:
-        if attr.name == "members" and attr.schema == self.rt.core.id:
+        if attr.key == "members":
             return exists().where(Membership.group_id == Group.id, condition(member_element()))
+        if attr.key == f"{P2L_GROUP}:ancestors".lower():
+            seed = aliased(Group)
+            below = unit_subtree(seed, condition(_Columns({"value": seed.id, "display": seed.display_name})),
+                                 include_seed=False)
+            return Group.id.in_(below)
         return super().exists(attr, condition)
 

@@ -8,6 +8,7 @@ grow with the page size (no N+1).
 """
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any, Iterable
 
@@ -15,14 +16,16 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from ..scim.errors import ScimError, invalid_value, uniqueness
+from ..scim.errors import ScimError, invalid_value, mutability, uniqueness
 from ..scim.filters import FilterCompiler, compile_filter
 from ..scim.marshal import format_datetime
 from ..scim.projection import Projection
 from ..scim.schemas import ENTERPRISE_USER, ResourceType
+from ..scim.validators import P2L_GROUP, P2L_USER
+from . import hierarchy, leavers, passwords, placement
+from .employments import EmploymentRows
 from .models import Group, Membership, User, utcnow
 from .resolvers import GroupResolver, UserResolver, member_element
-from . import passwords
 
 
 class ResourceStore:
@@ -133,6 +136,9 @@ class ResourceStore:
         """Multi-valued attributes kept as rows, for the PATCH engine."""
         return {}
 
+    def after_patch(self, row, doc: dict[str, Any]) -> None:
+        """Rules that follow a PATCH (once all its operations are applied)."""
+
     def delete(self, row) -> None:
         self.session.delete(row)
         self.session.flush()
@@ -158,69 +164,111 @@ class UserStore(ResourceStore):
     resolver_class = UserResolver
     column_attributes = {"externalId": "external_id", "userName": "user_name",
                          "displayName": "display_name", "active": "active"}
+    #: plan2learn attributes computed on read, never stored from input
+    computed = ("orgUnits", "managerChain", "effectiveEan")
 
     def stored_document(self, row: User) -> dict[str, Any]:
         doc = super().stored_document(row)
         if row.manager_id:
-            doc.setdefault(ENTERPRISE_USER, {})
-            doc[ENTERPRISE_USER] = {**doc[ENTERPRISE_USER], "manager": {"value": row.manager_id}}
+            doc[ENTERPRISE_USER] = {**(doc.get(ENTERPRISE_USER) or {}), "manager": {"value": row.manager_id}}
+        if row.ean:
+            doc[P2L_USER] = {**(doc.get(P2L_USER) or {}), "ean": row.ean}
         return doc
+
+    def _wants(self, projection: Projection, name: str) -> bool:
+        attr = self.rt.resolve(name)
+        return attr is not None and projection.wants(attr[0])
 
     def documents(self, rows: list[User], projection: Projection) -> list[dict[str, Any]]:
         ids = [r.id for r in rows]
+        want_groups = projection.wants_name("groups")
+        want_employments = self._wants(projection, f"{P2L_USER}:employments")
+        want_units = self._wants(projection, f"{P2L_USER}:orgUnits")
+        want_ean = self._wants(projection, f"{P2L_USER}:effectiveEan")
+        want_chain = self._wants(projection, f"{P2L_USER}:managerChain")
         groups: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-        if ids and projection.wants_name("groups"):
-            query = (select(Membership.user_id, Group.id, Group.display_name)
+        jobs: dict[str, list[Membership]] = {i: [] for i in ids}
+        unit_eans: dict[str, str | None] = {}
+        if ids and (want_groups or want_employments or want_units or want_ean):
+            query = (select(Membership, Group.display_name, Group.is_org_unit, Group.effective_ean)
                      .join(Group, Group.id == Membership.group_id)
-                     .where(Membership.user_id.in_(ids)).order_by(Group.display_name))
-            for user_id, group_id, name in self.session.execute(query):
-                groups[user_id].append({"value": group_id, "$ref": f"{self.base_url}/Groups/{group_id}",
-                                        "display": name, "type": "direct"})
-        managers: dict[str, str | None] = {}
+                     .where(Membership.user_id.in_(ids)).order_by(Group.display_name, Group.id))
+            for membership, name, is_unit, unit_ean in self.session.execute(query):
+                groups[membership.user_id].append({"value": membership.group_id, "display": name,
+                                                   "$ref": f"{self.base_url}/Groups/{membership.group_id}",
+                                                   "type": "direct"})
+                if is_unit:
+                    jobs[membership.user_id].append((membership, name))
+                    unit_eans[membership.group_id] = unit_ean
+        ancestors = {}
+        if want_units:
+            ancestors = hierarchy.unit_ancestors(self.session, {m.group_id for js in jobs.values() for m, _ in js})
         manager_ids = {r.manager_id for r in rows if r.manager_id}
-        if manager_ids:
-            query = select(User.id, User.display_name).where(User.id.in_(manager_ids))
-            managers = dict(self.session.execute(query).all())
+        chains = hierarchy.manager_chains(self.session, manager_ids) if want_chain else {}
+        managers: dict[str, str | None] = {}
+        if manager_ids and not want_chain:
+            managers = dict(self.session.execute(select(User.id, User.display_name)
+                                                 .where(User.id.in_(manager_ids))).all())
+        for chain in chains.values():
+            managers.update({chain[0][0]: chain[0][1]} if chain else {})
         out = []
         for row in rows:
             doc = super().stored_document(row)
             doc["id"] = row.id
             if row.manager_id:
-                ext = dict(doc.get(ENTERPRISE_USER) or {})
-                ext["manager"] = {"value": row.manager_id, "$ref": self.location(row.manager_id),
-                                  "displayName": managers.get(row.manager_id)}
-                doc[ENTERPRISE_USER] = ext
+                doc[ENTERPRISE_USER] = {**(doc.get(ENTERPRISE_USER) or {}), "manager": {
+                    "value": row.manager_id, "$ref": self.location(row.manager_id),
+                    "displayName": managers.get(row.manager_id)}}
             if groups.get(row.id):
                 doc["groups"] = groups[row.id]
+            p2l = self._plan2learn(row, jobs[row.id], ancestors, chains, unit_eans)
+            if p2l:
+                doc[P2L_USER] = p2l
             doc["meta"] = self.meta(row)
             doc["schemas"] = self.schemas_of(doc)
             out.append(doc)
         return out
 
-    def _manager_id(self, doc: dict[str, Any], own_id: str | None) -> str | None:
-        manager = (doc.get(ENTERPRISE_USER) or {}).get("manager") or {}
-        manager_id = manager.get("value")
-        if not manager_id:
-            return None
-        if manager_id == own_id:
-            raise invalid_value("A user cannot be their own manager")
-        exists = self.session.scalar(select(User.id).where(User.id == manager_id, User.tenant_id == self.tenant_id))
-        if exists is None:
-            raise invalid_value(f"manager.value '{manager_id}' is not a user of this tenant")
-        return manager_id
+    def _plan2learn(self, row: User, jobs, ancestors, chains, unit_eans) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if row.ean:
+            out["ean"] = row.ean
+        if jobs:
+            out["employments"] = [{
+                "value": m.group_id, "$ref": f"{self.base_url}/Groups/{m.group_id}", "display": name,
+                "title": m.title, "startDate": _iso(m.start_date), "endDate": _iso(m.end_date),
+                "primary": bool(m.is_primary),
+            } for m, name in jobs]
+            units: dict[str, str] = {}
+            for m, name in jobs:
+                units.setdefault(m.group_id, name)
+                for unit_id, unit_name, _ in ancestors.get(m.group_id, ()):
+                    units.setdefault(unit_id, unit_name)
+            if ancestors:
+                out["orgUnits"] = [{"value": i, "display": n} for i, n in units.items()]
+        if row.manager_id and chains.get(row.manager_id):
+            out["managerChain"] = [{"value": i, "display": n} for i, n in chains[row.manager_id]]
+        effective = row.ean
+        if effective is None and jobs:
+            primary = sorted(jobs, key=lambda j: (not j[0].is_primary, j[0].start_date or _EPOCH, j[0].id))[0]
+            effective = unit_eans.get(primary[0].group_id)
+        if effective:
+            out["effectiveEan"] = effective
+        return out
 
     def _write(self, row: User, doc: dict[str, Any]) -> None:
         self._check_user_name(doc["userName"], row.id)
         columns, rest = self._split(doc)
         password = rest.pop("password", None)
-        ext = dict(rest.get(ENTERPRISE_USER) or {})
-        ext.pop("manager", None)
+        ext = dict(rest.pop(ENTERPRISE_USER, None) or {})
+        manager_id = (ext.pop("manager", None) or {}).get("value") or None
         if ext:
             rest[ENTERPRISE_USER] = ext
-        else:
-            rest.pop(ENTERPRISE_USER, None)
+        p2l = dict(rest.pop(P2L_USER, None) or {})
+        row.ean = p2l.get("ean")
         rest.pop("groups", None)
-        row.manager_id = self._manager_id(doc, row.id)
+        hierarchy.check_manager(self.session, self.tenant_id, row, manager_id)
+        row.manager_id = manager_id
         for column, value in columns.items():
             setattr(row, column, value)
         if password is not None:
@@ -240,13 +288,49 @@ class UserStore(ResourceStore):
         self._write(row, doc)
         self.session.add(row)
         self._flush()
+        jobs = (doc.get(P2L_USER) or {}).get("employments")
+        if jobs:
+            self.employments(row).replace(jobs)
+        self._after_write(row, doc, employments_changed=bool(jobs))
         return row
 
     def replace(self, row: User, doc: dict[str, Any]) -> None:
         self.update(row, doc)
+        self.employments(row).replace((doc.get(P2L_USER) or {}).get("employments") or [])
+        self._after_write(row, doc, employments_changed=True)
+
+    def employments(self, row: User) -> EmploymentRows:
+        return EmploymentRows(self.session, self.tenant_id, self.rt, row)
+
+    def collections(self, row: User) -> dict[str, Any]:
+        rows = self.employments(row)
+        self._patched_employments = rows
+        return {f"{P2L_USER}:employments".lower(): rows}
+
+    def after_patch(self, row: User, doc: dict[str, Any]) -> None:
+        rows = getattr(self, "_patched_employments", None)
+        self._after_write(row, doc, employments_changed=bool(rows and rows.changed))
+
+    def _after_write(self, row: User, doc: dict[str, Any], employments_changed: bool) -> None:
+        """Rules that follow a write: placement by department, then active from employments."""
+        placement.place(self.session, self.tenant_id, row, doc)
+        if employments_changed:
+            leavers.evaluate(self.session, user_ids=[row.id])
+            self.session.refresh(row)
+
+    def delete(self, row: User) -> None:
+        hierarchy.clear_manager_of_reports(self.session, row.id)
+        super().delete(row)
 
     def _integrity_error(self, exc: IntegrityError) -> ScimError:
         return uniqueness("userName is already taken")
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return format_datetime(value) if value is not None else None
 
 
 class GroupStore(ResourceStore):
@@ -254,18 +338,38 @@ class GroupStore(ResourceStore):
     resolver_class = GroupResolver
     column_attributes = {"externalId": "external_id", "displayName": "display_name"}
 
+    def stored_document(self, row: Group) -> dict[str, Any]:
+        doc = super().stored_document(row)
+        if row.is_org_unit:
+            unit = {"unitCode": row.unit_code, "unitType": row.unit_type, "ean": row.ean,
+                    "parent": {"value": row.parent_id} if row.parent_id else None}
+            doc[P2L_GROUP] = {k: v for k, v in unit.items() if v is not None}
+        return doc
+
     def documents(self, rows: list[Group], projection: Projection) -> list[dict[str, Any]]:
         members: dict[str, list[dict[str, Any]]] = {r.id: [] for r in rows}
         if rows and projection.wants_name("members"):
             members = self.members_of([r.id for r in rows])
+        units = {r.id for r in rows if r.is_org_unit}
+        ancestors = hierarchy.unit_ancestors(self.session, units) if units else {}
         out = []
         for row in rows:
             doc = self.stored_document(row)
             doc["id"] = row.id
             if members.get(row.id):
                 doc["members"] = members[row.id]
+            if row.is_org_unit:
+                unit = doc[P2L_GROUP]
+                chain = ancestors.get(row.id, [])
+                if row.parent_id:
+                    unit["parent"] = {"value": row.parent_id, "$ref": self.location(row.parent_id),
+                                      "display": chain[0][1] if chain else None}
+                if chain:
+                    unit["ancestors"] = [{"value": i, "display": n} for i, n, _ in reversed(chain)]
             doc["meta"] = self.meta(row)
             doc["schemas"] = self.schemas_of(doc)
+            if row.is_org_unit and P2L_GROUP not in doc["schemas"]:
+                doc["schemas"].append(P2L_GROUP)
             out.append(doc)
         return out
 
@@ -289,16 +393,49 @@ class GroupStore(ResourceStore):
     def _write(self, row: Group, doc: dict[str, Any]) -> None:
         columns, rest = self._split(doc)
         rest.pop("members", None)
+        unit = rest.pop(P2L_GROUP, None)
+        declared = P2L_GROUP.lower() in {str(s).lower() for s in doc.get("schemas") or []}
+        if unit is not None or declared:
+            row.is_org_unit = True  # an org unit stays one: its employments and subtree depend on it
+        if row.is_org_unit:
+            unit = unit or {}
+            before = (row.ean, row.parent_id)
+            row.unit_code = unit.get("unitCode")
+            row.unit_type = unit.get("unitType")
+            row.ean = unit.get("ean")
+            parent_id = (unit.get("parent") or {}).get("value") or None
+            hierarchy.check_parent(self.session, self.tenant_id, row, parent_id)
+            row.parent_id = parent_id
+            self._check_unit_code(row)
+            self._tree_changed = before != (row.ean, row.parent_id) or row.effective_ean is None
         for column, value in columns.items():
             setattr(row, column, value)
         row.attributes = rest
 
+    def _check_unit_code(self, row: Group) -> None:
+        if row.unit_code is None:
+            return
+        clash = self.session.scalar(select(Group.id).where(
+            Group.tenant_id == self.tenant_id, Group.unit_code == row.unit_code, Group.id != row.id))
+        if clash is not None:
+            raise uniqueness(f"unitCode '{row.unit_code}' is already used by another org unit")
+
+    def _after_write(self, row: Group) -> None:
+        if row.is_org_unit and getattr(self, "_tree_changed", False):
+            hierarchy.refresh_effective_ean(self.session, row.id)
+
+    def update(self, row: Group, doc: dict[str, Any]) -> None:
+        super().update(row, doc)
+        self._after_write(row)
+
     def create(self, doc: dict[str, Any]) -> Group:
         now = utcnow()
-        row = Group(id=str(uuid.uuid4()), tenant_id=self.tenant_id, created=now, last_modified=now, version=1)
+        row = Group(id=str(uuid.uuid4()), tenant_id=self.tenant_id, created=now, last_modified=now, version=1,
+                    is_org_unit=False)
         self._write(row, doc)
         self.session.add(row)
         self._flush()
+        self._after_write(row)
         if doc.get("members"):
             MemberRows(self, row).add(doc["members"])
         return row
@@ -309,6 +446,17 @@ class GroupStore(ResourceStore):
 
     def collections(self, row: Group) -> dict[str, "MemberRows"]:
         return {"members": MemberRows(self, row)}
+
+    def delete(self, row: Group) -> None:
+        if row.is_org_unit:
+            children = self.session.scalar(select(func.count()).select_from(Group).where(Group.parent_id == row.id))
+            if children:
+                raise ScimError(409, f"Org unit '{row.display_name}' still has {children} child unit(s): "
+                                     "move or delete them first")
+        super().delete(row)
+
+    def _integrity_error(self, exc: IntegrityError) -> ScimError:
+        return uniqueness("unitCode is already used by another org unit")
 
 
 class MemberRows:
@@ -347,6 +495,8 @@ class MemberRows:
                 for w in wanted if w not in existing]
         if rows:
             self.session.execute(insert(Membership), rows)
+            if self.group.is_org_unit:  # new employments may (re)activate their users
+                leavers.evaluate(self.session, user_ids=[r["user_id"] for r in rows if r["user_id"]])
 
     def remove(self, value_filter) -> None:
         query = delete(Membership).where(Membership.group_id == self.group.id)
@@ -359,6 +509,12 @@ class MemberRows:
     def replace(self, values: Iterable[dict[str, Any]]) -> None:
         self.remove(None)
         self.add(values)
+
+    def set_sub(self, value_filter, sub, value) -> None:
+        raise mutability(f"members.{sub.name} is immutable: remove the member and add it again")
+
+    def remove_sub(self, value_filter, sub) -> None:
+        raise mutability(f"members.{sub.name} is immutable: remove the member instead")
 
 
 def bump_versions(session: Session, model: Any, ids: list[str]) -> None:

@@ -1,0 +1,141 @@
+"""A user's plan2learn ``employments``: their membership rows in org-unit groups.
+
+Being employed in an org unit and being a member of that org-unit group are the
+same row (``Membership``), whether it was written here, through the user, or by a
+PATCH of the group's members. This class is the user-side view the PATCH engine
+writes through; it changes only the rows it names.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy.orm import Session
+
+from ..scim import marshal
+from ..scim.errors import invalid_value, mutability, no_target
+from ..scim.filters import FilterCompiler
+from ..scim.schemas import Attribute
+from ..scim.validators import P2L_USER
+from .models import Group, Membership, User, utcnow
+from .resolvers import employment_element
+
+#: sub-attribute -> membership column
+COLUMNS = {"title": "title", "startDate": "start_date", "endDate": "end_date", "primary": "is_primary"}
+
+
+def parse_datetime(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    moment = dt.datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def in_org_unit():
+    return exists().where(Group.id == Membership.group_id, Group.is_org_unit)
+
+
+class EmploymentRows:
+    def __init__(self, session: Session, tenant_id: int, rt, user: User):
+        self.session = session
+        self.tenant_id = tenant_id
+        self.rt = rt
+        self.user = user
+        self.attr: Attribute = rt.resolve(f"{P2L_USER}:employments")[0]
+        self.changed = False
+
+    def _mine(self):
+        return (Membership.user_id == self.user.id) & in_org_unit()
+
+    def _where(self, value_filter):
+        condition = self._mine()
+        if value_filter is not None:
+            compiler = FilterCompiler(self.rt, None)
+            condition = condition & compiler.compile(value_filter, (self.attr, employment_element()))
+        return condition
+
+    # ------------------------------------------------------------------ writes
+    def add(self, values: list[dict[str, Any]]) -> None:
+        items = marshal.load_attribute(self.attr, values) or []
+        wanted = {}
+        for item in items:
+            unit_id = item.get("value")
+            if not unit_id:
+                raise invalid_value("Each employment needs a 'value' with the org unit's id")
+            wanted[unit_id] = item
+        if not wanted:
+            return
+        units = set(self.session.scalars(select(Group.id).where(
+            Group.tenant_id == self.tenant_id, Group.is_org_unit, Group.id.in_(list(wanted)))))
+        unknown = [u for u in wanted if u not in units]
+        if unknown:
+            raise invalid_value(f"employments.value must be an org unit of this tenant: {', '.join(unknown[:10])}")
+        existing = set(self.session.scalars(select(Membership.group_id).where(
+            Membership.user_id == self.user.id, Membership.group_id.in_(list(wanted)))))
+        if any(item.get("primary") for item in wanted.values()):
+            self._clear_primary()
+        for unit_id, item in wanted.items():
+            values_ = self._columns(item)
+            if unit_id in existing:
+                self.session.execute(update(Membership).where(
+                    Membership.user_id == self.user.id, Membership.group_id == unit_id).values(**values_)
+                    .execution_options(synchronize_session=False))
+            else:
+                self.session.execute(insert(Membership).values(
+                    tenant_id=self.tenant_id, group_id=unit_id, user_id=self.user.id, created=utcnow(),
+                    **{"is_primary": False, **values_}))
+        self.changed = True
+
+    def replace(self, values: list[dict[str, Any]]) -> None:
+        self.session.execute(delete(Membership).where(self._mine()).execution_options(synchronize_session=False))
+        self.changed = True
+        self.add(values)
+
+    def remove(self, value_filter) -> None:
+        self.session.execute(delete(Membership).where(self._where(value_filter))
+                             .execution_options(synchronize_session=False))
+        self.changed = True
+
+    def set_sub(self, value_filter, sub: Attribute, value: Any) -> None:
+        column = COLUMNS.get(sub.name)
+        if column is None:
+            raise mutability(f"employments.{sub.name} cannot be changed: remove the employment and add another")
+        loaded = marshal.load_attribute(sub, value)
+        if column in ("start_date", "end_date"):
+            loaded = parse_datetime(loaded)
+        if column == "is_primary":
+            loaded = bool(loaded)
+            if loaded:
+                self._clear_primary()
+        result = self.session.execute(update(Membership).where(self._where(value_filter))
+                                      .values({column: loaded}).execution_options(synchronize_session=False))
+        if result.rowcount == 0:
+            raise no_target("No employment matches the path")
+        if column == "is_primary" and loaded and result.rowcount > 1:
+            raise invalid_value("At most one employment may be primary")
+        self.changed = True
+
+    def remove_sub(self, value_filter, sub: Attribute) -> None:
+        column = COLUMNS.get(sub.name)
+        if column is None:
+            raise mutability(f"employments.{sub.name} cannot be removed: remove the employment instead")
+        self.session.execute(update(Membership).where(self._where(value_filter))
+                             .values({column: False if column == "is_primary" else None})
+                             .execution_options(synchronize_session=False))
+        self.changed = True
+
+    def _clear_primary(self) -> None:
+        self.session.execute(update(Membership).where(self._mine(), Membership.is_primary)
+                             .values(is_primary=False).execution_options(synchronize_session=False))
+
+    @staticmethod
+    def _columns(item: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for sub, column in COLUMNS.items():
+            if sub in item:
+                value = item[sub]
+                out[column] = parse_datetime(value) if column in ("start_date", "end_date") else value
+        out.setdefault("source", None)
+        return out
+

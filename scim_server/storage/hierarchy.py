@@ -1,0 +1,168 @@
+"""The two trees of plan2learn master data, both stored as parent links only.
+
+Org units point to their parent (``groups.parent_id``); users point to their
+manager (``users.manager_id``). Moving a unit or changing a manager writes one
+row, whatever lies below it. Every question about a subtree or a chain is a
+recursive CTE that the database answers in one round trip: no per-level loops
+in Python, and no per-user rows to rewrite when the tree changes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, literal, select, update
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..scim.errors import invalid_value
+from .models import Group, User, utcnow
+
+#: A guard against a cycle that slipped in by hand: no tree here is deeper than this.
+MAX_DEPTH = 200
+
+
+def unit_subtree(seed_unit, seed: ColumnElement[Any], include_seed: bool = True):
+    """A SELECT of the ids of the org units matching ``seed`` (a condition on the alias
+    ``seed_unit`` of Group) and of every unit below them; without the seeds themselves
+    when ``include_seed`` is false.
+
+    Every table here is an alias, so the CTE never correlates with an outer query on groups.
+    """
+    seeds = select(seed_unit.id).where(seed_unit.is_org_unit, seed)
+    if include_seed:
+        start = seeds
+    else:
+        first = aliased(Group)
+        start = select(first.id).where(first.parent_id.in_(seeds))
+    tree = start.cte("unit_subtree", recursive=True, nesting=True)
+    child = aliased(Group)
+    tree = tree.union(select(child.id).where(child.parent_id == tree.c.id))
+    return select(tree.c.id)
+
+
+def report_tree(seed_user, seed: ColumnElement[Any]):
+    """A SELECT of the ids of every user managed, directly or not, by a user matching ``seed``
+    (a condition on the alias ``seed_user`` of User)."""
+    direct = aliased(User)
+    tree = (select(direct.id).where(direct.manager_id.in_(select(seed_user.id).where(seed)))
+            .cte("report_tree", recursive=True, nesting=True))
+    report = aliased(User)
+    tree = tree.union(select(report.id).where(report.manager_id == tree.c.id))
+    return select(tree.c.id)
+
+
+def unit_ancestors(session: Session, unit_ids: set[str]) -> dict[str, list[tuple[str, str, str | None]]]:
+    """For each unit, its ancestors (id, displayName, effective ean), nearest first."""
+    if not unit_ids:
+        return {}
+    up = (select(Group.id.label("start_id"), Group.parent_id.label("id"), literal(1).label("depth"))
+          .where(Group.id.in_(unit_ids), Group.parent_id.isnot(None))
+          .cte("unit_up", recursive=True))
+    g = aliased(Group)
+    up = up.union_all(select(up.c.start_id, g.parent_id, up.c.depth + 1)
+                      .join(g, g.id == up.c.id)
+                      .where(g.parent_id.isnot(None), up.c.depth < MAX_DEPTH))
+    rows = session.execute(select(up.c.start_id, up.c.id, up.c.depth, Group.display_name, Group.effective_ean)
+                           .join(Group, Group.id == up.c.id).order_by(up.c.start_id, up.c.depth))
+    out: dict[str, list[tuple[str, str, str | None]]] = {u: [] for u in unit_ids}
+    for start_id, unit_id, _depth, name, ean in rows:
+        out[start_id].append((unit_id, name, ean))
+    return out
+
+
+def manager_chains(session: Session, manager_ids: set[str]) -> dict[str, list[tuple[str, str | None]]]:
+    """For each manager id, the chain starting with that manager: [(id, displayName)], nearest first."""
+    if not manager_ids:
+        return {}
+    up = (select(User.id.label("start_id"), User.id.label("id"), literal(0).label("depth"))
+          .where(User.id.in_(manager_ids)).cte("manager_up", recursive=True))
+    u = aliased(User)
+    up = up.union_all(select(up.c.start_id, u.manager_id, up.c.depth + 1)
+                      .join(u, u.id == up.c.id)
+                      .where(u.manager_id.isnot(None), up.c.depth < MAX_DEPTH))
+    rows = session.execute(select(up.c.start_id, up.c.id, User.display_name)
+                           .join(User, User.id == up.c.id).order_by(up.c.start_id, up.c.depth))
+    out: dict[str, list[tuple[str, str | None]]] = {m: [] for m in manager_ids}
+    for start_id, user_id, name in rows:
+        out[start_id].append((user_id, name))
+    return out
+
+
+def check_parent(session: Session, tenant_id: int, unit: Group, parent_id: str | None) -> None:
+    """A parent must be an org unit of the tenant, and never the unit itself or below it."""
+    if parent_id is None:
+        return
+    parent = session.scalar(select(Group).where(Group.id == parent_id, Group.tenant_id == tenant_id))
+    if parent is None or not parent.is_org_unit:
+        raise invalid_value(f"parent.value '{parent_id}' is not an org unit of this tenant")
+    chain = [(parent.id, parent.display_name)] + [(i, n) for i, n, _ in
+                                                   unit_ancestors(session, {parent.id})[parent.id]]
+    if unit.id in {i for i, _ in chain}:
+        names = [unit.display_name] + [n for _, n in reversed(chain[:[i for i, _ in chain].index(unit.id)])]
+        cycle = " -> ".join(f"'{n}'" for n in names + [unit.display_name])
+        raise invalid_value(f"Moving '{unit.display_name}' under '{parent.display_name}' would make a cycle: "
+                            f"{cycle} (a unit cannot be placed below itself)")
+
+
+def check_manager(session: Session, tenant_id: int, user: User, manager_id: str | None) -> None:
+    """A manager must be a user of the tenant, and never the user or one of their reports."""
+    if manager_id is None:
+        return
+    if manager_id == user.id:
+        raise invalid_value("A user cannot be their own manager")
+    manager = session.scalar(select(User).where(User.id == manager_id, User.tenant_id == tenant_id))
+    if manager is None:
+        raise invalid_value(f"manager.value '{manager_id}' is not a user of this tenant")
+    chain = manager_chains(session, {manager_id})[manager_id]
+    ids = [i for i, _ in chain]
+    if user.id in ids:
+        loop = chain[:ids.index(user.id) + 1]
+        names = [_name(user)] + [n or i for i, n in loop]
+        cycle = " -> ".join(f"'{n}'" for n in names)
+        raise invalid_value(f"'{_name(manager)}' cannot manage '{_name(user)}': it would make a management "
+                            f"cycle {cycle} (each manages the next)")
+
+
+def _name(user: User) -> str:
+    return user.display_name or user.user_name
+
+
+def refresh_effective_ean(session: Session, unit_id: str) -> None:
+    """Recompute ``effective_ean`` for a unit and every unit below it (units only, never users)."""
+    unit = session.get(Group, unit_id)
+    if unit is None:
+        return
+    inherited = None
+    if unit.parent_id:
+        parent = session.get(Group, unit.parent_id)
+        inherited = parent.effective_ean if parent else None
+    seed = aliased(Group)
+    ids = [unit.id] + list(session.scalars(unit_subtree(seed, seed.id == unit.id, include_seed=False)))
+    rows = session.execute(select(Group.id, Group.parent_id, Group.ean, Group.effective_ean)
+                           .where(Group.id.in_(ids))).all()
+    children: dict[str | None, list] = {}
+    for row in rows:
+        children.setdefault(row.parent_id, []).append(row)
+    changes = []
+    stack = [(r, inherited) for r in rows if r.id == unit.id]
+    while stack:
+        row, above = stack.pop()
+        effective = row.ean or above
+        if effective != row.effective_ean:
+            changes.append({"gid": row.id, "new_ean": effective})
+        stack.extend((child, effective) for child in children.get(row.id, ()))
+    if changes:
+        table = Group.__table__  # a Core executemany: one statement for the whole subtree
+        session.execute(update(table).where(table.c.id == bindparam("gid")).values(effective_ean=bindparam("new_ean")),
+                        changes)
+        session.expire_all()
+
+
+def clear_manager_of_reports(session: Session, manager_id: str) -> list[str]:
+    """When a user is deleted, their direct reports lose the manager (and are marked modified)."""
+    reports = list(session.scalars(select(User.id).where(User.manager_id == manager_id)))
+    if reports:
+        session.execute(update(User).where(User.id.in_(reports))
+                        .values(manager_id=None, version=User.version + 1, last_modified=utcnow())
+                        .execution_options(synchronize_session=False))
+    return reports

@@ -1,0 +1,72 @@
+"""Leavers and starters: ``active`` follows the dates of a user's employments.
+
+A user whose employments have all ended becomes inactive; one whose only
+employments start in the future is inactive until the first start date. The
+state the user's ``active`` was last derived from is stored on the user
+(``employment_state``), and ``active`` is only changed when that state changes:
+an IdP's PATCH of ``active`` wins until the employment state next changes.
+Users without employments (most external users) are never touched.
+
+``evaluate`` is idempotent and is run by ``scim-server deactivate-leavers``
+(from cron) and right after every employment change made through the API.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from .models import Group, Membership, User, utcnow
+
+CURRENT, FUTURE, ENDED = "current", "future", "ended"
+
+
+@dataclass(frozen=True)
+class Change:
+    user_id: str
+    user_name: str
+    tenant_id: int
+    state: str
+    active: bool | None
+
+
+def evaluate(session: Session, *, tenant_id: int | None = None, user_ids: list[str] | None = None,
+             now: dt.datetime | None = None, dry_run: bool = False) -> list[Change]:
+    """Apply the employment rule to the given users (or every user with employments)."""
+    if user_ids is not None and not user_ids:
+        return []
+    now = now or utcnow()
+    started = or_(Membership.start_date.is_(None), Membership.start_date <= now)
+    not_ended = or_(Membership.end_date.is_(None), Membership.end_date > now)
+    has_current = func.max(case((and_(started, not_ended), 1), else_=0))
+    has_future = func.max(case((Membership.start_date > now, 1), else_=0))
+    query = (select(User.id, User.user_name, User.tenant_id, User.active, User.employment_state,
+                    has_current, has_future)
+             .join(Membership, Membership.user_id == User.id)
+             .join(Group, and_(Group.id == Membership.group_id, Group.is_org_unit))
+             .group_by(User.id, User.user_name, User.tenant_id, User.active, User.employment_state))
+    if tenant_id is not None:
+        query = query.where(User.tenant_id == tenant_id)
+    if user_ids is not None:
+        query = query.where(User.id.in_(user_ids))
+    changes: list[Change] = []
+    for user_id, user_name, tenant, active, stored, current, future in session.execute(query):
+        state = CURRENT if current else FUTURE if future else ENDED
+        if state == stored:
+            continue
+        if state == CURRENT:
+            # (re)activate only someone whom an earlier state had deactivated
+            new_active = True if stored in (FUTURE, ENDED) else active
+        else:
+            new_active = False
+        changes.append(Change(user_id, user_name, tenant, state, new_active if new_active != active else None))
+    if not dry_run:
+        for change in changes:
+            values: dict = {"employment_state": change.state}
+            if change.active is not None:
+                values.update(active=change.active, version=User.version + 1, last_modified=now)
+            session.execute(update(User).where(User.id == change.user_id).values(**values)
+                            .execution_options(synchronize_session=False))
+    return changes

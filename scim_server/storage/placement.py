@@ -1,0 +1,60 @@
+"""Placing users in the org tree from a standard attribute, for IdPs that send no tree.
+
+Entra ID provisions ``department`` (or costCenter, division, organization) but no
+plan2learn employments. A tenant setting (``org_unit_attribute``, changed with
+``scim-server tenant set``) names the enterprise attribute; the user is then
+employed in the org unit whose unitCode or displayName equals its value
+(case-insensitively). Such employments are marked ``source = "mapped"`` and
+follow the attribute: a new department moves the user, no match removes it.
+Employments written by clients are never touched.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy.orm import Session
+
+from ..scim.schemas import ENTERPRISE_USER
+from .models import Group, Membership, Tenant, User, utcnow
+
+MAPPED = "mapped"
+ATTRIBUTES = ("department", "costCenter", "division", "organization")
+
+
+def tenant_attribute(session: Session, tenant_id: int) -> str | None:
+    tenant = session.get(Tenant, tenant_id)
+    name = (tenant.settings or {}).get("org_unit_attribute") if tenant else None
+    return name if name in ATTRIBUTES else None
+
+
+def place(session: Session, tenant_id: int, user: User, doc: dict[str, Any]) -> None:
+    attribute = tenant_attribute(session, tenant_id)
+    if attribute is None:
+        return
+    value = (doc.get(ENTERPRISE_USER) or {}).get(attribute)
+    unit_id = None
+    if isinstance(value, str) and value.strip():
+        wanted = value.strip().lower()
+        unit_id = session.scalar(
+            select(Group.id).where(Group.tenant_id == tenant_id, Group.is_org_unit,
+                                   or_(func.lower(Group.unit_code) == wanted,
+                                       func.lower(Group.display_name) == wanted))
+            .order_by((func.lower(Group.unit_code) == wanted).desc(), Group.created).limit(1))
+    current = session.execute(select(Membership.id, Membership.group_id).where(
+        Membership.user_id == user.id, Membership.source == MAPPED)).all()
+    if [g for _, g in current] == ([unit_id] if unit_id else []):
+        return
+    if current:
+        session.execute(delete(Membership).where(Membership.id.in_([i for i, _ in current]))
+                        .execution_options(synchronize_session=False))
+    if unit_id is None:
+        return
+    already = session.scalar(select(Membership.id).where(Membership.user_id == user.id,
+                                                         Membership.group_id == unit_id))
+    if already is not None:
+        return  # the client already employs the user there
+    has_primary = session.scalar(select(Membership.id).where(Membership.user_id == user.id,
+                                                             Membership.is_primary).limit(1))
+    session.execute(insert(Membership).values(tenant_id=tenant_id, group_id=unit_id, user_id=user.id,
+                                              is_primary=has_primary is None, source=MAPPED, created=utcnow()))
