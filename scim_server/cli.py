@@ -55,7 +55,56 @@ def _demo_tenant(settings: Settings) -> str:
             tenant = tenant_store.get_tenant(session, "demo")
         except tenant_store.TenantError:
             tenant = tenant_store.create_tenant(session, "demo")
+            _load_demo(session, tenant.id)
         return tenant_store.create_token(session, tenant, description="demo (scim-server serve --demo)")
+
+
+def _load_demo(session, tenant_id: int, employees: int = 3000, externals: int = 300, seed: int = 2026) -> None:
+    from . import demo
+    summary = demo.load(session, tenant_id, employees=employees, externals=externals, seed=seed)
+    click.echo(f"demo data: {summary.units} org units, {summary.employees} employees "
+               f"({summary.leavers} leavers, {summary.future_starters} future starters), "
+               f"{summary.externals} external users", err=True)
+
+
+@main.command("demo")
+@click.option("--tenant", "tenant_name", default="demo", show_default=True)
+@click.option("--employees", default=3000, show_default=True)
+@click.option("--externals", default=300, show_default=True)
+@click.option("--seed", default=2026, show_default=True)
+def demo_command(tenant_name: str, employees: int, externals: int, seed: int) -> None:
+    """Create a tenant with a realistic Danish municipality (Solbjerg Kommune) and print a token for it."""
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    with _sessions(settings).begin() as session:
+        try:
+            tenant = tenant_store.create_tenant(session, tenant_name)
+        except tenant_store.TenantError as exc:
+            raise click.ClickException(f"{exc}: pick another --tenant") from exc
+        _load_demo(session, tenant.id, employees, externals, seed)
+        sys.stdout.write(tenant_store.create_token(session, tenant, description="demo") + "\n")
+
+
+@main.command("deactivate-leavers")
+@click.option("--tenant", "tenant_name", default=None, help="only this tenant (default: all)")
+@click.option("--dry-run", is_flag=True, help="print what would change, change nothing")
+def deactivate_leavers(tenant_name: str | None, dry_run: bool) -> None:
+    """Make users whose employments have all ended (or not yet started) inactive, and starters active.
+
+    Idempotent: safe to run from cron every few minutes. Prints one line per change.
+    """
+    from .storage import leavers
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    with _sessions(settings).begin() as session:
+        tenant_id = tenant_store.get_tenant(session, tenant_name).id if tenant_name else None
+        changes = leavers.evaluate(session, tenant_id=tenant_id, dry_run=dry_run)
+        for change in changes:
+            action = {True: "activated", False: "deactivated", None: "unchanged"}[change.active]
+            click.echo(f"{change.user_name}\t{change.user_id}\temployment {change.state}\t{action}")
+        if dry_run:
+            session.rollback()
+    click.echo(f"{len(changes)} user(s) {'would change' if dry_run else 'changed'}", err=True)
 
 
 @main.group()
@@ -84,6 +133,27 @@ def tenant_create(name: str) -> None:
         with _sessions(settings).begin() as session:
             created = tenant_store.create_tenant(session, name)
             click.echo(f"created tenant {created.name!r}", err=True)
+    except tenant_store.TenantError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@tenant.command("set")
+@click.argument("name")
+@click.option("--org-unit-attribute", type=click.Choice(["department", "costCenter", "division",
+                                                         "organization", "none"]),
+              help="enterprise attribute whose value names the user's org unit (unitCode or displayName)")
+def tenant_set(name: str, org_unit_attribute: str | None) -> None:
+    """Change a tenant's settings."""
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    try:
+        with _sessions(settings).begin() as session:
+            found = tenant_store.get_tenant(session, name)
+            values = dict(found.settings or {})
+            if org_unit_attribute is not None:
+                values["org_unit_attribute"] = None if org_unit_attribute == "none" else org_unit_attribute
+            found.settings = values
+            click.echo(f"tenant {name!r}: {values}", err=True)
     except tenant_store.TenantError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -1,10 +1,16 @@
 """Alembic environment: migrations run from ``scim_server.storage.migrate`` (no alembic.ini needed)."""
 from __future__ import annotations
 
+import warnings
+
 from alembic import context
+from sqlalchemy.exc import SAWarning
 
 from scim_server.storage.db import make_engine
 from scim_server.storage.models import Base
+
+# SQLite cannot reflect expression indexes; the migrations recreate them explicitly.
+warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index", SAWarning)
 
 config = context.config
 target_metadata = Base.metadata
