@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 
 from scim2_filter_parser import ast
 from scim2_filter_parser.lexer import SCIMLexer
@@ -37,8 +38,13 @@ class ScimFilterLexer(SCIMLexer):
         return t
 
 
+@lru_cache(maxsize=4096)
 def parse_filter(text: str) -> ast.Filter:
-    """Parse a filter expression, or raise 400 invalidFilter."""
+    """Parse a filter expression, or raise 400 invalidFilter.
+
+    Cached: the same filters and paths recur in every provisioning cycle, and the trees are
+    never modified after parsing.
+    """
     return _parse(text, invalid_filter)
 
 
@@ -119,6 +125,7 @@ class Path:
     value_filter: ast.Filter | None = None
 
 
+@lru_cache(maxsize=4096)
 def parse_path(text: str) -> Path:
     """Parse a PATCH path with the filter grammar (a path is the left side of ``pr``)."""
     text = text.strip()

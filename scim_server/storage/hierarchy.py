@@ -51,21 +51,40 @@ def report_tree(seed_user, seed: ColumnElement[Any]):
     return select(tree.c.id)
 
 
-def unit_ancestors(session: Session, unit_ids: set[str]) -> dict[str, list[tuple[str, str, str | None]]]:
-    """For each unit, its ancestors (id, displayName, effective ean), nearest first."""
-    if not unit_ids:
-        return {}
+def _unit_ancestors_statement():
     up = (select(Group.id.label("start_id"), Group.parent_id.label("id"), literal(1).label("depth"))
-          .where(Group.id.in_(unit_ids), Group.parent_id.isnot(None))
+          .where(Group.id.in_(bindparam("unit_ids", expanding=True)), Group.parent_id.isnot(None))
           .cte("unit_up", recursive=True))
     g = aliased(Group)
     up = up.union_all(select(up.c.start_id, g.parent_id, up.c.depth + 1)
                       .join(g, g.id == up.c.id)
                       .where(g.parent_id.isnot(None), up.c.depth < MAX_DEPTH))
-    rows = session.execute(select(up.c.start_id, up.c.id, up.c.depth, Group.display_name, Group.effective_ean)
-                           .join(Group, Group.id == up.c.id).order_by(up.c.start_id, up.c.depth))
+    return (select(up.c.start_id, up.c.id, up.c.depth, Group.display_name, Group.effective_ean)
+            .join(Group, Group.id == up.c.id).order_by(up.c.start_id, up.c.depth))
+
+
+def _manager_chains_statement():
+    up = (select(User.id.label("start_id"), User.id.label("id"), literal(0).label("depth"))
+          .where(User.id.in_(bindparam("manager_ids", expanding=True))).cte("manager_up", recursive=True))
+    u = aliased(User)
+    up = up.union_all(select(up.c.start_id, u.manager_id, up.c.depth + 1)
+                      .join(u, u.id == up.c.id)
+                      .where(u.manager_id.isnot(None), up.c.depth < MAX_DEPTH))
+    return (select(up.c.start_id, up.c.id, User.display_name)
+            .join(User, User.id == up.c.id).order_by(up.c.start_id, up.c.depth))
+
+
+# Built once: constructing a recursive CTE costs more than running it (these run on every read).
+UNIT_ANCESTORS = _unit_ancestors_statement()
+MANAGER_CHAINS = _manager_chains_statement()
+
+
+def unit_ancestors(session: Session, unit_ids: set[str]) -> dict[str, list[tuple[str, str, str | None]]]:
+    """For each unit, its ancestors (id, displayName, effective ean), nearest first."""
+    if not unit_ids:
+        return {}
     out: dict[str, list[tuple[str, str, str | None]]] = {u: [] for u in unit_ids}
-    for start_id, unit_id, _depth, name, ean in rows:
+    for start_id, unit_id, _depth, name, ean in session.execute(UNIT_ANCESTORS, {"unit_ids": list(unit_ids)}):
         out[start_id].append((unit_id, name, ean))
     return out
 
@@ -74,16 +93,8 @@ def manager_chains(session: Session, manager_ids: set[str]) -> dict[str, list[tu
     """For each manager id, the chain starting with that manager: [(id, displayName)], nearest first."""
     if not manager_ids:
         return {}
-    up = (select(User.id.label("start_id"), User.id.label("id"), literal(0).label("depth"))
-          .where(User.id.in_(manager_ids)).cte("manager_up", recursive=True))
-    u = aliased(User)
-    up = up.union_all(select(up.c.start_id, u.manager_id, up.c.depth + 1)
-                      .join(u, u.id == up.c.id)
-                      .where(u.manager_id.isnot(None), up.c.depth < MAX_DEPTH))
-    rows = session.execute(select(up.c.start_id, up.c.id, User.display_name)
-                           .join(User, User.id == up.c.id).order_by(up.c.start_id, up.c.depth))
     out: dict[str, list[tuple[str, str | None]]] = {m: [] for m in manager_ids}
-    for start_id, user_id, name in rows:
+    for start_id, user_id, name in session.execute(MANAGER_CHAINS, {"manager_ids": list(manager_ids)}):
         out[start_id].append((user_id, name))
     return out
 
@@ -104,8 +115,10 @@ def check_parent(session: Session, tenant_id: int, unit: Group, parent_id: str |
                             f"{cycle} (a unit cannot be placed below itself)")
 
 
-def check_manager(session: Session, tenant_id: int, user: User, manager_id: str | None) -> None:
-    """A manager must be a user of the tenant, and never the user or one of their reports."""
+def check_manager(session: Session, tenant_id: int, user: User, manager_id: str | None,
+                  new: bool = False) -> None:
+    """A manager must be a user of the tenant, and never the user or one of their reports
+    (a user being created has no reports yet, so only existence is checked)."""
     if manager_id is None:
         return
     if manager_id == user.id:
@@ -113,6 +126,8 @@ def check_manager(session: Session, tenant_id: int, user: User, manager_id: str 
     manager = session.scalar(select(User).where(User.id == manager_id, User.tenant_id == tenant_id))
     if manager is None:
         raise invalid_value(f"manager.value '{manager_id}' is not a user of this tenant")
+    if new:
+        return
     chain = manager_chains(session, {manager_id})[manager_id]
     ids = [i for i, _ in chain]
     if user.id in ids:

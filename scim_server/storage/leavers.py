@@ -2,13 +2,18 @@
 
 A user whose employments have all ended becomes inactive; one whose only
 employments start in the future is inactive until the first start date. The
-state the user's ``active`` was last derived from is stored on the user
-(``employment_state``), and ``active`` is only changed when that state changes:
-an IdP's PATCH of ``active`` wins until the employment state next changes.
-Users without employments (most external users) are never touched.
+state ``active`` was last derived from is stored on the user
+(``employment_state``). The rule is applied
 
-``evaluate`` is idempotent and is run by ``scim-server deactivate-leavers``
-(from cron) and right after every employment change made through the API.
+* by ``scim-server deactivate-leavers`` (cron), when the state changed because time
+  passed (an end date or a start date was reached), and
+* at once after any change to a user's employments through the API (``force``), from
+  either side: the user's ``employments`` or an org-unit group's ``members``.
+
+So an IdP's PATCH of ``active`` wins until the next employment change. Becoming
+current re-activates only someone the rule had deactivated (a starter, a rehire),
+never a user an IdP disabled. Users without employments (most external users) are
+never touched. ``evaluate`` is idempotent.
 """
 from __future__ import annotations
 
@@ -33,8 +38,11 @@ class Change:
 
 
 def evaluate(session: Session, *, tenant_id: int | None = None, user_ids: list[str] | None = None,
-             now: dt.datetime | None = None, dry_run: bool = False) -> list[Change]:
-    """Apply the employment rule to the given users (or every user with employments)."""
+             now: dt.datetime | None = None, dry_run: bool = False, force: bool = False) -> list[Change]:
+    """Apply the employment rule to the given users (or every user with employments).
+
+    ``force``: the users' employments just changed, so apply the rule even if the state did not.
+    """
     if user_ids is not None and not user_ids:
         return []
     now = now or utcnow()
@@ -54,13 +62,15 @@ def evaluate(session: Session, *, tenant_id: int | None = None, user_ids: list[s
     changes: list[Change] = []
     for user_id, user_name, tenant, active, stored, current, future in session.execute(query):
         state = CURRENT if current else FUTURE if future else ENDED
-        if state == stored:
+        if state == stored and not force:
             continue
         if state == CURRENT:
             # (re)activate only someone whom an earlier state had deactivated
             new_active = True if stored in (FUTURE, ENDED) else active
         else:
             new_active = False
+        if state == stored and new_active == active:
+            continue
         changes.append(Change(user_id, user_name, tenant, state, new_active if new_active != active else None))
     if not dry_run:
         for change in changes:

@@ -83,6 +83,9 @@ def member_element(membership=Membership) -> _Columns:
     })
 
 
+_COLUMN_MAPS: dict[type, dict[tuple[str, str], Any]] = {}
+
+
 class DocumentResolver:
     """Base: attributes in the JSON document, keyed by canonical names."""
 
@@ -99,7 +102,10 @@ class DocumentResolver:
     def _column(self, attr: Attribute, sub: Attribute | None) -> SQL | None:
         key = (attr.name.lower() if attr.schema == self.rt.core.id else f"{attr.schema}:{attr.name}".lower(),
                sub.name.lower() if sub is not None else "")
-        return self.column_map().get(key)
+        columns = _COLUMN_MAPS.get(type(self))
+        if columns is None:  # built once per resolver class: some entries are subqueries
+            columns = _COLUMN_MAPS[type(self)] = self.column_map()
+        return columns.get(key)
 
     def column_map(self) -> dict[tuple[str, str], SQL]:
         m = self.model

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from functools import lru_cache
 from typing import Any, Iterable
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -44,10 +45,9 @@ class ResourceStore:
 
     # ------------------------------------------------------------------ reads
     def get(self, resource_id: str, *, for_update: bool = False):
-        query = select(self.model).where(self.model.id == resource_id, self.model.tenant_id == self.tenant_id)
-        if for_update and self.dialect == "postgresql":
-            query = query.with_for_update()
-        return self.session.scalars(query).first()
+        statements = _by_id(self.model)
+        query = statements[1] if for_update and self.dialect == "postgresql" else statements[0]
+        return self.session.scalars(query, {"rid": resource_id, "tid": self.tenant_id}).first()
 
     def search(self, filter_text: str | None, sort_by: str | None, descending: bool,
                start_index: int, count: int) -> tuple[int, list[Any]]:
@@ -155,6 +155,12 @@ class ResourceStore:
         return ScimError(409, "The change conflicts with an existing resource", "uniqueness")
 
 
+@lru_cache(maxsize=None)
+def _by_id(model):
+    query = select(model).where(model.id == bindparam("rid"), model.tenant_id == bindparam("tid"))
+    return query, query.with_for_update()
+
+
 def etag(row) -> str:
     return f'W/"{row.version}"'
 
@@ -190,10 +196,8 @@ class UserStore(ResourceStore):
         jobs: dict[str, list[Membership]] = {i: [] for i in ids}
         unit_eans: dict[str, str | None] = {}
         if ids and (want_groups or want_employments or want_units or want_ean):
-            query = (select(Membership, Group.display_name, Group.is_org_unit, Group.effective_ean)
-                     .join(Group, Group.id == Membership.group_id)
-                     .where(Membership.user_id.in_(ids)).order_by(Group.display_name, Group.id))
-            for membership, name, is_unit, unit_ean in self.session.execute(query):
+            for membership in self.session.execute(MEMBERSHIPS_OF_USERS, {"ids": ids}):
+                name, is_unit, unit_ean = membership.display_name, membership.is_org_unit, membership.effective_ean
                 groups[membership.user_id].append({"value": membership.group_id, "display": name,
                                                    "$ref": f"{self.base_url}/Groups/{membership.group_id}",
                                                    "type": "direct"})
@@ -207,8 +211,7 @@ class UserStore(ResourceStore):
         chains = hierarchy.manager_chains(self.session, manager_ids) if want_chain else {}
         managers: dict[str, str | None] = {}
         if manager_ids and not want_chain:
-            managers = dict(self.session.execute(select(User.id, User.display_name)
-                                                 .where(User.id.in_(manager_ids))).all())
+            managers = dict(self.session.execute(DISPLAY_NAMES, {"ids": list(manager_ids)}).all())
         for chain in chains.values():
             managers.update({chain[0][0]: chain[0][1]} if chain else {})
         out = []
@@ -267,7 +270,9 @@ class UserStore(ResourceStore):
         p2l = dict(rest.pop(P2L_USER, None) or {})
         row.ean = p2l.get("ean")
         rest.pop("groups", None)
-        hierarchy.check_manager(self.session, self.tenant_id, row, manager_id)
+        if manager_id != row.manager_id:
+            hierarchy.check_manager(self.session, self.tenant_id, row, manager_id, new=row.version == 1
+                                    and row not in self.session)
         row.manager_id = manager_id
         for column, value in columns.items():
             setattr(row, column, value)
@@ -276,8 +281,8 @@ class UserStore(ResourceStore):
         row.attributes = rest
 
     def _check_user_name(self, user_name: str, own_id: str) -> None:
-        clash = self.session.scalar(select(User.id).where(
-            User.tenant_id == self.tenant_id, func.lower(User.user_name) == user_name.lower(), User.id != own_id))
+        clash = self.session.scalar(USER_NAME_TAKEN, {"tid": self.tenant_id, "name": user_name.lower(),
+                                                      "own": own_id})
         if clash is not None:
             raise uniqueness(f"userName '{user_name}' is already taken")
 
@@ -315,7 +320,7 @@ class UserStore(ResourceStore):
         """Rules that follow a write: placement by department, then active from employments."""
         placement.place(self.session, self.tenant_id, row, doc)
         if employments_changed:
-            leavers.evaluate(self.session, user_ids=[row.id])
+            leavers.evaluate(self.session, user_ids=[row.id], force=True)
             self.session.refresh(row)
 
     def delete(self, row: User) -> None:
@@ -327,6 +332,16 @@ class UserStore(ResourceStore):
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+# Statements run on every read are built once (building costs more than running them).
+MEMBERSHIPS_OF_USERS = (select(Membership.id, Membership.user_id, Membership.group_id, Membership.title,
+                               Membership.start_date, Membership.end_date, Membership.is_primary,
+                               Group.display_name, Group.is_org_unit, Group.effective_ean)
+                        .join(Group, Group.id == Membership.group_id)
+                        .where(Membership.user_id.in_(bindparam("ids", expanding=True)))
+                        .order_by(Group.display_name, Group.id))
+USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
+                                        func.lower(User.user_name) == bindparam("name"), User.id != bindparam("own"))
+DISPLAY_NAMES = select(User.id, User.display_name).where(User.id.in_(bindparam("ids", expanding=True)))
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -404,7 +419,8 @@ class GroupStore(ResourceStore):
             row.unit_type = unit.get("unitType")
             row.ean = unit.get("ean")
             parent_id = (unit.get("parent") or {}).get("value") or None
-            hierarchy.check_parent(self.session, self.tenant_id, row, parent_id)
+            if parent_id != row.parent_id:
+                hierarchy.check_parent(self.session, self.tenant_id, row, parent_id)
             row.parent_id = parent_id
             self._check_unit_code(row)
             self._tree_changed = before != (row.ean, row.parent_id) or row.effective_ean is None
@@ -448,12 +464,17 @@ class GroupStore(ResourceStore):
         return {"members": MemberRows(self, row)}
 
     def delete(self, row: Group) -> None:
+        employees = []
         if row.is_org_unit:
             children = self.session.scalar(select(func.count()).select_from(Group).where(Group.parent_id == row.id))
             if children:
                 raise ScimError(409, f"Org unit '{row.display_name}' still has {children} child unit(s): "
                                      "move or delete them first")
+            employees = list(self.session.scalars(select(Membership.user_id).where(
+                Membership.group_id == row.id, Membership.user_id.isnot(None))))
         super().delete(row)
+        if employees:  # their employments here are gone: the rest decide whether they stay active
+            leavers.evaluate(self.session, user_ids=employees, force=True)
 
     def _integrity_error(self, exc: IntegrityError) -> ScimError:
         return uniqueness("unitCode is already used by another org unit")
@@ -496,15 +517,21 @@ class MemberRows:
         if rows:
             self.session.execute(insert(Membership), rows)
             if self.group.is_org_unit:  # new employments may (re)activate their users
-                leavers.evaluate(self.session, user_ids=[r["user_id"] for r in rows if r["user_id"]])
+                leavers.evaluate(self.session, user_ids=[r["user_id"] for r in rows if r["user_id"]], force=True)
 
     def remove(self, value_filter) -> None:
-        query = delete(Membership).where(Membership.group_id == self.group.id)
+        condition = Membership.group_id == self.group.id
         if value_filter is not None:
             attr = self.store.rt.top_level("members")
             compiler = FilterCompiler(self.store.rt, self.store.resolver)
-            query = query.where(compiler.compile(value_filter, (attr, member_element())))
-        self.session.execute(query.execution_options(synchronize_session=False))
+            condition = condition & compiler.compile(value_filter, (attr, member_element()))
+        affected = []
+        if self.group.is_org_unit:  # ended employments may deactivate their users
+            affected = list(self.session.scalars(select(Membership.user_id).where(
+                condition, Membership.user_id.isnot(None))))
+        self.session.execute(delete(Membership).where(condition).execution_options(synchronize_session=False))
+        if affected:
+            leavers.evaluate(self.session, user_ids=affected, force=True)
 
     def replace(self, values: Iterable[dict[str, Any]]) -> None:
         self.remove(None)
