@@ -26,6 +26,13 @@ def register(app: Flask) -> None:
             write_intent.reset(token)
 
 
+def commit() -> None:
+    """Commit the request's transaction. Whatever the view reads afterwards (the response
+    body) runs in a read transaction, so SQLite's write lock is not held while rendering."""
+    g.db.commit()
+    write_intent.set(False)
+
+
 def base_url() -> str:
     """The absolute URL of the SCIM base path, for ``meta.location`` and ``$ref``."""
     settings = current_app.config["SCIM"]

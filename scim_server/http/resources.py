@@ -16,7 +16,7 @@ from ..scim.schemas import registry
 from ..storage.resources import GroupStore, ResourceStore, UserStore, etag
 from .auth import require_token
 from .content import json_body, scim_response
-from .context import base_url
+from .context import base_url, commit
 from .params import SEARCH_REQUEST, list_query
 
 LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
@@ -117,7 +117,7 @@ def create_resource(endpoint: str) -> Response:
     store = _store(endpoint, "scim:write")
     doc = _resource_body(store)
     row = store.create(doc)
-    g.db.commit()
+    commit()
     return _one(store, row, _projection(store), status=201, location=True)
 
 
@@ -142,7 +142,7 @@ def replace_resource(endpoint: str, resource_id: str) -> Response:
     doc = _resource_body(store)
     marshal.check_immutable(store.rt, store.stored_document(row), doc)
     store.replace(row, doc)
-    g.db.commit()
+    commit()
     return _one(store, row, _projection(store))
 
 
@@ -162,7 +162,7 @@ def patch_resource(endpoint: str, resource_id: str) -> Response:
     marshal.check_immutable(store.rt, before, doc)
     store.update(row, doc)
     store.after_patch(row, doc)
-    g.db.commit()
+    commit()
     params = {k.lower() for k in request.args}
     if endpoint == "Groups" and not params & {"attributes", "excludedattributes"}:
         return Response(status=204, headers={"ETag": etag(row)})
@@ -175,7 +175,7 @@ def delete_resource(endpoint: str, resource_id: str) -> Response:
     row = _find(store, resource_id, for_update=True)
     _check_if_match(row)
     store.delete(row)
-    g.db.commit()
+    commit()
     return Response(status=204)
 
 
