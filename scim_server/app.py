@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 
 from .config import Settings
-from .http import context, discovery, errors, resources
+from .http import admin, context, discovery, errors, oauth, requestlog, resources
 from .scim.schemas import registry
 from .storage.db import make_engine, make_session_factory
 
@@ -19,10 +19,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["scim_engine"] = engine
     app.extensions["scim_sessions"] = make_session_factory(engine)
     registry()  # load and check the schema files at start-up, not on the first request
+    requestlog.configure_logging()
     errors.register(app)
     context.register(app)
+    requestlog.register(app)
     app.register_blueprint(resources.bp, url_prefix=settings.base_path)
     app.register_blueprint(discovery.bp, url_prefix=settings.base_path)
+    app.register_blueprint(admin.bp)
+    oauth.init_app(app)
 
     @app.get("/healthz")
     def healthz():

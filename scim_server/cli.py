@@ -6,6 +6,7 @@ capture it: ``TOKEN=$(scim-server token create --tenant acme)``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sys
 
@@ -14,6 +15,7 @@ import click
 from .config import Settings
 from .storage.db import make_engine, make_session_factory
 from .storage.migrate import upgrade
+from .storage import audit, clients
 from .storage import tenants as tenant_store
 
 
@@ -96,6 +98,7 @@ def deactivate_leavers(tenant_name: str | None, dry_run: bool) -> None:
     from .storage import leavers
     settings = Settings.from_env()
     upgrade(settings.database_url)
+    audit.current.set(audit.Actor("system:deactivate-leavers"))
     with _sessions(settings).begin() as session:
         tenant_id = tenant_store.get_tenant(session, tenant_name).id if tenant_name else None
         changes = leavers.evaluate(session, tenant_id=tenant_id, dry_run=dry_run)
@@ -142,16 +145,33 @@ def tenant_create(name: str) -> None:
 @click.option("--org-unit-attribute", type=click.Choice(["department", "costCenter", "division",
                                                          "organization", "none"]),
               help="enterprise attribute whose value names the user's org unit (unitCode or displayName)")
-def tenant_set(name: str, org_unit_attribute: str | None) -> None:
+@click.option("--jwt-issuer", help="accept bearer JWTs from this issuer (e.g. https://sts.windows.net/<tenant id>/)")
+@click.option("--jwt-audience", help="... whose audience is this (e.g. 8adf8e6e-67b2-4cf2-a259-e3dc5476c621)")
+@click.option("--jwt-jwks-uri", help="... signed by a key from this JWKS URL")
+@click.option("--jwt-jwks-file", type=click.Path(exists=True, dir_okay=False), help="... or this JWKS file")
+@click.option("--jwt-algorithms", default=None, help="allowed algorithms, space-separated (default RS256)")
+@click.option("--no-jwt", is_flag=True, help="stop accepting issued JWTs")
+def tenant_set(name: str, org_unit_attribute: str | None, jwt_issuer: str | None, jwt_audience: str | None,
+               jwt_jwks_uri: str | None, jwt_jwks_file: str | None, jwt_algorithms: str | None,
+               no_jwt: bool) -> None:
     """Change a tenant's settings."""
     settings = Settings.from_env()
     upgrade(settings.database_url)
+    jwt_given = any(v is not None for v in (jwt_issuer, jwt_audience, jwt_jwks_uri, jwt_jwks_file, jwt_algorithms))
+    if jwt_given and not (jwt_issuer and jwt_audience and (jwt_jwks_uri or jwt_jwks_file)):
+        raise click.UsageError("a JWT trust needs --jwt-issuer, --jwt-audience and --jwt-jwks-uri or --jwt-jwks-file")
     try:
         with _sessions(settings).begin() as session:
             found = tenant_store.get_tenant(session, name)
             values = dict(found.settings or {})
             if org_unit_attribute is not None:
                 values["org_unit_attribute"] = None if org_unit_attribute == "none" else org_unit_attribute
+            if no_jwt:
+                values.pop("jwt", None)
+            elif jwt_given:
+                values["jwt"] = {"issuer": jwt_issuer, "audience": jwt_audience, "jwks_uri": jwt_jwks_uri,
+                                 "jwks_file": os.path.abspath(jwt_jwks_file) if jwt_jwks_file else None,
+                                 "algorithms": (jwt_algorithms or "RS256").split()}
             found.settings = values
             click.echo(f"tenant {name!r}: {values}", err=True)
     except tenant_store.TenantError as exc:
@@ -183,6 +203,10 @@ def token_create(tenant_name: str, description: str, scope: str, expires_in_days
     """Create a token and print it (only it) on stdout. It cannot be shown again."""
     settings = Settings.from_env()
     upgrade(settings.database_url)
+    try:
+        scope = clients.check_scope(scope)
+    except tenant_store.TenantError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scope") from exc
     expires = None
     if expires_in_days is not None:
         expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=expires_in_days)
@@ -193,6 +217,145 @@ def token_create(tenant_name: str, description: str, scope: str, expires_in_days
     except tenant_store.TenantError as exc:
         raise click.ClickException(str(exc)) from exc
     sys.stdout.write(value + "\n")
+
+
+@token.command("list")
+@click.option("--tenant", "tenant_name", required=True)
+@click.option("--all", "show_all", is_flag=True, help="include revoked and expired tokens")
+def token_list(tenant_name: str, show_all: bool) -> None:
+    """One JSON line per token (never the token itself: it is not stored)."""
+    from sqlalchemy import select
+    from .storage.models import BearerToken, utcnow
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    with _sessions(settings)() as session:
+        found = _tenant_or_fail(session, tenant_name)
+        now = utcnow()
+        for row in session.scalars(select(BearerToken).where(BearerToken.tenant_id == found.id)
+                                   .order_by(BearerToken.created)):
+            active = row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
+            if active or show_all:
+                click.echo(json.dumps({"token_id": row.id, "description": row.description, "scope": row.scope,
+                                       "client_id": row.client_id, "created": _iso(row.created),
+                                       "expires_at": _iso(row.expires_at), "revoked_at": _iso(row.revoked_at),
+                                       "active": active}))
+
+
+@token.command("revoke")
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token by its id (from `token list`); workers stop accepting it within the token cache time."""
+    from .storage.models import BearerToken, utcnow
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    with _sessions(settings).begin() as session:
+        row = session.get(BearerToken, token_id)
+        if row is None:
+            raise click.ClickException(f"no token {token_id!r}")
+        row.revoked_at = row.revoked_at or utcnow()
+    click.echo(f"revoked token {token_id}", err=True)
+
+
+@main.group()
+def client() -> None:
+    """OAuth 2.0 clients (client credentials grant at /oauth/token)."""
+
+
+@client.command("create")
+@click.option("--tenant", "tenant_name", required=True)
+@click.option("--scope", default="scim:read scim:write", show_default=True)
+@click.option("--description", default="")
+@click.option("--jwks-file", type=click.Path(exists=True, dir_okay=False),
+              help="the client's public JWKS: it authenticates with private_key_jwt instead of a secret")
+def client_create(tenant_name: str, scope: str, description: str, jwks_file: str | None) -> None:
+    """Register a client; prints {"client_id", "client_secret"} as JSON (the secret is shown only now)."""
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    jwks = None
+    if jwks_file:
+        with open(jwks_file, encoding="utf-8") as handle:
+            jwks = json.load(handle)
+        if "keys" not in jwks:
+            jwks = {"keys": [jwks]}
+    try:
+        with _sessions(settings).begin() as session:
+            found = tenant_store.get_tenant(session, tenant_name)
+            row, secret = clients.create_client(session, found, scope, description, jwks)
+            out = {"client_id": row.client_id, "client_secret": secret, "scope": row.scope,
+                   "token_endpoint_auth_method": row.auth_method}
+    except tenant_store.TenantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+@client.command("list")
+@click.option("--tenant", "tenant_name", required=True)
+def client_list(tenant_name: str) -> None:
+    """One JSON line per client."""
+    from sqlalchemy import select
+    from .storage.models import OAuthClient
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    with _sessions(settings)() as session:
+        found = _tenant_or_fail(session, tenant_name)
+        for row in session.scalars(select(OAuthClient).where(OAuthClient.tenant_id == found.id)
+                                   .order_by(OAuthClient.created)):
+            click.echo(json.dumps({"client_id": row.client_id, "scope": row.scope, "description": row.description,
+                                   "token_endpoint_auth_method": row.auth_method, "created": _iso(row.created),
+                                   "revoked_at": _iso(row.revoked_at)}))
+
+
+@client.command("revoke")
+@click.argument("client_id")
+def client_revoke(client_id: str) -> None:
+    """Revoke a client and every token issued to it."""
+    from .storage.models import OAuthClient
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    with _sessions(settings).begin() as session:
+        row = session.get(OAuthClient, client_id)
+        if row is None:
+            raise click.ClickException(f"no client {client_id!r}")
+        clients.revoke_client(session, row)
+    click.echo(f"revoked client {client_id} and its tokens", err=True)
+
+
+@main.command("audit")
+@click.option("--tenant", "tenant_name", required=True)
+@click.option("--resource", default=None, help="only this resource id")
+@click.option("--since", default=None, help="ISO 8601 date-time")
+@click.option("--limit", default=100, show_default=True)
+def audit_command(tenant_name: str, resource: str | None, since: str | None, limit: int) -> None:
+    """The audit trail, newest first, one JSON line per change."""
+    from sqlalchemy import select
+    from .http.admin import event_json, query_events
+    from .storage.models import AuditEvent
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    moment = None
+    if since:
+        try:
+            moment = dt.datetime.fromisoformat(since)
+        except ValueError as exc:
+            raise click.BadParameter(f"not an ISO 8601 date-time: {since}", param_hint="--since") from exc
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    with _sessions(settings)() as session:
+        found = _tenant_or_fail(session, tenant_name)
+        condition = query_events(session, found.id, resource, moment, None)
+        for event in session.scalars(select(AuditEvent).where(*condition)
+                                     .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)):
+            click.echo(json.dumps(event_json(event), ensure_ascii=False))
+
+
+def _tenant_or_fail(session, name: str):
+    try:
+        return tenant_store.get_tenant(session, name)
+    except tenant_store.TenantError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None
 
 
 if __name__ == "__main__":

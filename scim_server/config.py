@@ -33,6 +33,8 @@ class Settings:
     max_patch_operations: int = 1000
     #: Seconds a verified bearer token is cached in a worker before being checked again.
     token_cache_seconds: int = 5
+    #: Lifetime of OAuth access tokens issued by /oauth/token.
+    access_token_seconds: int = 3600
     #: Trust X-Forwarded-Proto/Host (set false when not behind a proxy you control).
     trust_forwarded_headers: bool = True
     extra: dict = field(default_factory=dict)
@@ -48,6 +50,7 @@ class Settings:
             max_body_bytes=_env_int("SCIM_MAX_BODY_BYTES", cls.max_body_bytes),
             max_patch_operations=_env_int("SCIM_MAX_PATCH_OPERATIONS", cls.max_patch_operations),
             token_cache_seconds=_env_int("SCIM_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
+            access_token_seconds=_env_int("SCIM_ACCESS_TOKEN_SECONDS", cls.access_token_seconds),
             trust_forwarded_headers=os.environ.get("SCIM_TRUST_FORWARDED_HEADERS", "1") not in ("0", "false"),
         )
         values.update(overrides)

@@ -18,18 +18,22 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError
 from flask import current_app, g, request
 
 from ..scim.errors import ScimError
-from ..storage.tenants import find_token, hash_token
+from ..storage import audit
 from ..storage.models import utcnow
+from ..storage.tenants import find_token, hash_token
+from . import issued_jwt
 
 REALM = "scim"
 
 
 @dataclass(frozen=True)
 class AuthenticatedToken:
-    token_id: str
+    token_id: str | None
     tenant_id: int
     scope: str
     expires_at: dt.datetime | None
+    #: who acts, for the audit trail and the access log: "token:<id>", "client:<id>", "jwt:<iss>|<sub>"
+    actor: str = ""
 
     def is_expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= utcnow()
@@ -75,7 +79,17 @@ class StoredTokenValidator(BearerTokenValidator):
         if hit is not None:
             return hit[1]
         row = find_token(g.db, token_string)
-        token = None if row is None else AuthenticatedToken(row.id, row.tenant_id, row.scope, row.expires_at)
+        token = None
+        if row is not None:
+            actor = f"client:{row.client_id}" if row.client_id else f"token:{row.id}"
+            token = AuthenticatedToken(row.id, row.tenant_id, row.scope, row.expires_at, actor)
+        elif issued_jwt.looks_like_jwt(token_string):
+            verified = issued_jwt.verify(g.db, token_string)
+            if verified is not None:
+                trust, claims = verified
+                expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.timezone.utc)
+                token = AuthenticatedToken(None, trust.tenant_id, trust.scope, expires,
+                                           f"jwt:{claims.get('iss')}|{claims.get('sub')}")
         if ttl > 0:
             token_cache.put(key, token)
         return token
@@ -95,7 +109,7 @@ protector.register_token_validator(StoredTokenValidator(realm=REALM))
 def require_token(scope: str) -> AuthenticatedToken:
     """Authenticate the request or raise 401/403 as a SCIM error."""
     try:
-        return protector.validate_request([scope], _HeadersOnly(request.headers))
+        token = protector.validate_request([scope], _HeadersOnly(request.headers))
     except MissingAuthorizationError as exc:
         raise _unauthorized("Authentication required: send 'Authorization: Bearer <token>'") from exc
     except InsufficientScopeError as exc:
@@ -104,6 +118,9 @@ def require_token(scope: str) -> AuthenticatedToken:
     except OAuth2Error as exc:
         raise _unauthorized("The bearer token is invalid, expired or revoked",
                             'error="invalid_token"') from exc
+    g.token = token
+    audit.current.set(audit.Actor(token.actor, g.get("request_id")))
+    return token
 
 
 def _unauthorized(detail: str, extra: str = "") -> ScimError:

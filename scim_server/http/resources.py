@@ -117,6 +117,7 @@ def create_resource(endpoint: str) -> Response:
     store = _store(endpoint, "scim:write")
     doc = _resource_body(store)
     row = store.create(doc)
+    store.audit(row, "create", None, store.audit_state(row), store.collection_changes())
     commit()
     return _one(store, row, _projection(store), status=201, location=True)
 
@@ -141,7 +142,9 @@ def replace_resource(endpoint: str, resource_id: str) -> Response:
     _check_if_match(row)
     doc = _resource_body(store)
     marshal.check_immutable(store.rt, store.stored_document(row), doc)
+    audit_before = store.audit_state(row)
     store.replace(row, doc)
+    store.audit(row, "replace", audit_before, store.audit_state(row), store.collection_changes())
     commit()
     return _one(store, row, _projection(store))
 
@@ -153,6 +156,7 @@ def patch_resource(endpoint: str, resource_id: str) -> Response:
     _check_if_match(row)
     raw_ops = patch.parse_operations(json_body(), current_app.config["SCIM"].max_patch_operations)
     before = store.stored_document(row)
+    audit_before = store.audit_state(row)
     collections = store.collections(row)
     after = before
     for raw in raw_ops:  # each quirk sees the resource as the earlier operations left it
@@ -162,6 +166,7 @@ def patch_resource(endpoint: str, resource_id: str) -> Response:
     marshal.check_immutable(store.rt, before, doc)
     store.update(row, doc)
     store.after_patch(row, doc)
+    store.audit(row, "patch", audit_before, store.audit_state(row), store.collection_changes())
     commit()
     params = {k.lower() for k in request.args}
     if endpoint == "Groups" and not params & {"attributes", "excludedattributes"}:
@@ -174,6 +179,7 @@ def delete_resource(endpoint: str, resource_id: str) -> Response:
     store = _store(endpoint, "scim:write")
     row = _find(store, resource_id, for_update=True)
     _check_if_match(row)
+    store.audit(row, "delete", store.audit_state(row), None)
     store.delete(row)
     commit()
     return Response(status=204)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from . import audit
 from .models import Group, Membership, User, utcnow
 
 CURRENT, FUTURE, ENDED = "current", "future", "ended"
@@ -73,6 +74,10 @@ def evaluate(session: Session, *, tenant_id: int | None = None, user_ids: list[s
             continue
         changes.append(Change(user_id, user_name, tenant, state, new_active if new_active != active else None))
     if not dry_run:
+        audit.record_many(session, [
+            {"tenant_id": c.tenant_id, "resource_type": "User", "resource_id": c.user_id, "operation": "system",
+             "changes": {"active": {"old": not c.active, "new": c.active}, "rule": f"employment {c.state}"}}
+            for c in changes if c.active is not None])
         for change in changes:
             values: dict = {"employment_state": change.state}
             if change.active is not None:

@@ -75,8 +75,29 @@ class Tenant(Base):
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class OAuthClient(Base):
+    """An OAuth 2.0 client of one tenant (client credentials grant).
+
+    It authenticates with a secret (stored only as a hash) or, with ``private_key_jwt``,
+    with a JWT signed by a key from its registered public JWKS.
+    """
+
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    scope: Mapped[str] = mapped_column(String(200), default="scim:read scim:write")
+    auth_method: Mapped[str] = mapped_column(String(40), default="client_secret_basic")
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    description: Mapped[str] = mapped_column(String(200), default="")
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
 class BearerToken(Base):
-    """A long-lived bearer token, as typed into Entra ID's "Secret Token" field.
+    """A bearer token: long-lived (typed into Entra ID's "Secret Token" field, no client) or an
+    OAuth access token issued to a client (short-lived).
 
     Only the SHA-256 of the token is stored: a database dump reveals no credential.
     """
@@ -88,10 +109,43 @@ class BearerToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     description: Mapped[str] = mapped_column(String(200), default="")
     scope: Mapped[str] = mapped_column(String(200), default="scim:read scim:write")
+    client_id: Mapped[str | None] = mapped_column(
+        ForeignKey("oauth_clients.client_id", ondelete="CASCADE"), default=None, index=True
+    )
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
+
+class UsedAssertion(Base):
+    """``jti`` values of client assertions already used (RFC 7523 §3: no replay)."""
+
+    __tablename__ = "oauth_used_assertions"
+
+    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+
+
+class AuditEvent(Base):
+    """One successful write: who changed what, when, in which request, with old and new values."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_tenant_at", "tenant_id", "at", "id"),
+        Index("ix_audit_tenant_resource", "tenant_id", "resource_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: "token:<id>", "client:<client id>", "jwt:<issuer>|<subject>" or "system:<job>"
+    actor: Mapped[str] = mapped_column(String(300))
+    request_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    resource_type: Mapped[str] = mapped_column(String(20))
+    resource_id: Mapped[str] = mapped_column(String(36))
+    operation: Mapped[str] = mapped_column(String(20))
+    changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 class User(Base):
     __tablename__ = "users"

@@ -23,7 +23,7 @@ from ..scim.marshal import format_datetime
 from ..scim.projection import Projection
 from ..scim.schemas import ENTERPRISE_USER, ResourceType
 from ..scim.validators import P2L_GROUP, P2L_USER
-from . import hierarchy, leavers, passwords, placement
+from . import audit, hierarchy, leavers, passwords, placement
 from .employments import EmploymentRows
 from .models import Group, Membership, User, utcnow
 from .resolvers import GroupResolver, UserResolver, member_element
@@ -147,6 +147,20 @@ class ResourceStore:
 
     def after_patch(self, row, doc: dict[str, Any]) -> None:
         """Rules that follow a PATCH (once all its operations are applied)."""
+
+    def collection_changes(self) -> dict[str, Any]:
+        """Changes to row-backed attributes made through ``collections`` (for the audit trail)."""
+        return {}
+
+    def audit_state(self, row) -> dict[str, Any]:
+        """The resource as the audit trail compares it before and after a write."""
+        return self.stored_document(row)
+
+    def audit(self, row, operation: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
+              extra: dict[str, Any] | None = None) -> None:
+        changes = audit.diff(before, after)
+        changes.update(extra or {})
+        audit.record(self.session, self.tenant_id, self.rt.name, row.id, operation, changes)
 
     def delete(self, row) -> None:
         self.session.delete(row)
@@ -313,6 +327,17 @@ class UserStore(ResourceStore):
         self.employments(row).replace((doc.get(P2L_USER) or {}).get("employments") or [])
         self._after_write(row, doc, employments_changed=True)
 
+    def audit_state(self, row: User) -> dict[str, Any]:
+        state = self.stored_document(row)
+        if row.password_hash:
+            state["password"] = row.password_hash  # compared, then recorded only as "changed"
+        jobs = self.session.execute(EMPLOYMENTS_OF_USER, {"uid": row.id}).all()
+        if jobs:
+            state[f"{P2L_USER}"] = {**(state.get(P2L_USER) or {}), "employments": [
+                {"value": j.group_id, "title": j.title, "startDate": _iso(j.start_date),
+                 "endDate": _iso(j.end_date), "primary": bool(j.is_primary)} for j in jobs]}
+        return state
+
     def employments(self, row: User) -> EmploymentRows:
         return EmploymentRows(self.session, self.tenant_id, self.rt, row)
 
@@ -333,7 +358,12 @@ class UserStore(ResourceStore):
             self.session.refresh(row)
 
     def delete(self, row: User) -> None:
-        hierarchy.clear_manager_of_reports(self.session, row.id)
+        reports = hierarchy.clear_manager_of_reports(self.session, row.id)
+        key = f"{ENTERPRISE_USER}:manager"
+        audit.record_many(self.session, [
+            {"tenant_id": self.tenant_id, "resource_type": "User", "resource_id": report, "operation": "system",
+             "changes": {key: {"old": {"value": row.id}, "new": None}, "rule": "manager deleted"}}
+            for report in reports])
         super().delete(row)
 
     def _integrity_error(self, exc: IntegrityError) -> ScimError:
@@ -348,6 +378,11 @@ MEMBERSHIPS_OF_USERS = (select(Membership.id, Membership.user_id, Membership.gro
                         .join(Group, Group.id == Membership.group_id)
                         .where(Membership.user_id.in_(bindparam("ids", expanding=True)))
                         .order_by(Group.display_name, Group.id))
+EMPLOYMENTS_OF_USER = (select(Membership.group_id, Membership.title, Membership.start_date, Membership.end_date,
+                              Membership.is_primary)
+                       .join(Group, Group.id == Membership.group_id)
+                       .where(Membership.user_id == bindparam("uid"), Group.is_org_unit)
+                       .order_by(Membership.group_id))
 USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
                                         func.lower(User.user_name) == bindparam("name"), User.id != bindparam("own"))
 DISPLAY_NAMES = select(User.id, User.display_name).where(User.id.in_(bindparam("ids", expanding=True)))
@@ -462,15 +497,20 @@ class GroupStore(ResourceStore):
         self._flush()
         self._after_write(row)
         if doc.get("members"):
-            MemberRows(self, row).add(doc["members"])
+            self.collections(row)["members"].add(doc["members"])
         return row
 
     def replace(self, row: Group, doc: dict[str, Any]) -> None:
-        MemberRows(self, row).replace(doc.get("members") or [])
+        self.collections(row)["members"].replace(doc.get("members") or [])
         self.update(row, doc)
 
     def collections(self, row: Group) -> dict[str, "MemberRows"]:
-        return {"members": MemberRows(self, row)}
+        self._patched_members = MemberRows(self, row)
+        return {"members": self._patched_members}
+
+    def collection_changes(self) -> dict[str, Any]:
+        rows = getattr(self, "_patched_members", None)
+        return rows.changes() if rows else {}
 
     def delete(self, row: Group) -> None:
         employees = []
@@ -496,6 +536,17 @@ class MemberRows:
         self.store = store
         self.session = store.session
         self.group = group
+        self.added: list[str] = []
+        self.removed: list[str] = []
+
+    def changes(self) -> dict[str, Any]:
+        """For the audit trail: the members this PATCH added and removed."""
+        out = {}
+        added, removed = [m for m in self.added if m not in self.removed], \
+            [m for m in self.removed if m not in self.added]
+        if added or removed:
+            out["members"] = {"added": added, "removed": removed}
+        return out
 
     def add(self, values: Iterable[dict[str, Any]]) -> None:
         wanted: list[str] = []
@@ -525,6 +576,7 @@ class MemberRows:
                 for w in wanted if w not in existing]
         if rows:
             self.session.execute(insert(Membership), rows)
+            self.added += [r["user_id"] or r["member_group_id"] for r in rows]
             if self.group.is_org_unit:  # new employments may (re)activate their users
                 leavers.evaluate(self.session, user_ids=[r["user_id"] for r in rows if r["user_id"]], force=True)
 
@@ -534,12 +586,11 @@ class MemberRows:
             attr = self.store.rt.top_level("members")
             compiler = FilterCompiler(self.store.rt, self.store.resolver)
             condition = condition & compiler.compile(value_filter, (attr, member_element()))
-        affected = []
-        if self.group.is_org_unit:  # ended employments may deactivate their users
-            affected = list(self.session.scalars(select(Membership.user_id).where(
-                condition, Membership.user_id.isnot(None))))
+        removed = self.session.execute(select(Membership.user_id, Membership.member_group_id).where(condition)).all()
+        self.removed += [u or g for u, g in removed]
+        affected = [u for u, _ in removed if u] if self.group.is_org_unit else []
         self.session.execute(delete(Membership).where(condition).execution_options(synchronize_session=False))
-        if affected:
+        if affected:  # ended employments may deactivate their users
             leavers.evaluate(self.session, user_ids=affected, force=True)
 
     def replace(self, values: Iterable[dict[str, Any]]) -> None:

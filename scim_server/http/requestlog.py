@@ -1,0 +1,74 @@
+"""Request ids and the structured access log.
+
+Every request gets an id: the caller's ``X-Request-ID`` when it is a sensible
+token (so an IdP's or a proxy's id follows the request through), else a new one.
+It is returned in the ``X-Request-ID`` response header, written to the audit
+trail with every change, and logged as one JSON line per request. The line names
+the tenant and actor but never a token, a secret, an Authorization header or a
+request body.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from ..storage import audit
+
+log = logging.getLogger("scim_server.access")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+                "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        line.update(getattr(record, "fields", {}))
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging() -> None:
+    """JSON lines on stderr for the access log (idempotent)."""
+    if any(isinstance(h.formatter, JsonFormatter) for h in log.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = True
+
+
+def register(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+        g.audit_token = audit.current.set(audit.Actor("anonymous", g.request_id))
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        actor = audit.current.get()
+        log.info("request", extra={"fields": {
+            "request_id": g.get("request_id"),
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+            "tenant_id": getattr(g.get("token"), "tenant_id", None),
+            "actor": actor.actor,
+            "remote_addr": request.remote_addr,
+        }})
+        return response
+
+    @app.teardown_request
+    def _reset(_exc) -> None:
+        token = g.pop("audit_token", None)
+        if token is not None:
+            audit.current.reset(token)

@@ -1,0 +1,72 @@
+"""The audit trail: every successful write, in the same transaction as the write.
+
+Who (``actor``) and which request (``request_id``) come from ``current``, which
+the HTTP layer sets per request and the CLI jobs set to ``system:<job>``. The
+changes are the attributes that differ between the resource before and after,
+with old and new values; a password is recorded as changed, never with a value.
+"""
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from .models import AuditEvent, utcnow
+
+REDACTED = {"password"}
+
+
+@dataclass(frozen=True)
+class Actor:
+    actor: str
+    request_id: str | None = None
+
+
+current: contextvars.ContextVar[Actor] = contextvars.ContextVar("audit_actor", default=Actor("system:unknown"))
+
+
+def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """Attribute-level differences; extension attributes are keyed ``<urn>:<name>``."""
+    old, new = _flatten(before or {}), _flatten(after or {})
+    changes: dict[str, Any] = {}
+    for key in sorted(old.keys() | new.keys()):
+        if old.get(key) != new.get(key):
+            if key.split(":")[-1].lower() in REDACTED:
+                changes[key] = {"changed": True}
+            else:
+                changes[key] = {"old": old.get(key), "new": new.get(key)}
+    return changes
+
+
+def _flatten(doc: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in ("schemas", "meta", "id"):
+            continue
+        if key.startswith("urn:") and isinstance(value, dict):
+            for name, inner in value.items():
+                out[f"{key}:{name}"] = inner
+        else:
+            out[key] = value
+    return out
+
+
+def record(session: Session, tenant_id: int, resource_type: str, resource_id: str, operation: str,
+           changes: dict[str, Any]) -> None:
+    who = current.get()
+    session.execute(insert(AuditEvent).values(
+        tenant_id=tenant_id, at=utcnow(), actor=who.actor, request_id=who.request_id,
+        resource_type=resource_type, resource_id=resource_id, operation=operation, changes=changes))
+
+
+def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Several events at once (a job that changed many users); each row as for ``record``."""
+    if not rows:
+        return
+    who = current.get()
+    now = utcnow()
+    session.execute(insert(AuditEvent), [{"at": now, "actor": who.actor, "request_id": who.request_id, **r}
+                                         for r in rows])
