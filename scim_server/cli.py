@@ -13,10 +13,10 @@ import sys
 import click
 
 from .config import Settings
-from .storage.db import make_engine, make_session_factory
-from .storage.migrate import upgrade
 from .storage import audit, clients
 from .storage import tenants as tenant_store
+from .storage.db import make_engine, make_session_factory
+from .storage.migrate import upgrade
 
 
 def _sessions(settings: Settings):
@@ -181,6 +181,7 @@ def tenant_set(name: str, org_unit_attribute: str | None, jwt_issuer: str | None
 @tenant.command("list")
 def tenant_list() -> None:
     from sqlalchemy import select
+
     from .storage.models import Tenant
     settings = Settings.from_env()
     upgrade(settings.database_url)
@@ -209,7 +210,7 @@ def token_create(tenant_name: str, description: str, scope: str, expires_in_days
         raise click.BadParameter(str(exc), param_hint="--scope") from exc
     expires = None
     if expires_in_days is not None:
-        expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=expires_in_days)
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days)
     try:
         with _sessions(settings).begin() as session:
             found = tenant_store.get_tenant(session, tenant_name)
@@ -225,6 +226,7 @@ def token_create(tenant_name: str, description: str, scope: str, expires_in_days
 def token_list(tenant_name: str, show_all: bool) -> None:
     """One JSON line per token (never the token itself: it is not stored)."""
     from sqlalchemy import select
+
     from .storage.models import BearerToken, utcnow
     settings = Settings.from_env()
     upgrade(settings.database_url)
@@ -293,6 +295,7 @@ def client_create(tenant_name: str, scope: str, description: str, jwks_file: str
 def client_list(tenant_name: str) -> None:
     """One JSON line per client."""
     from sqlalchemy import select
+
     from .storage.models import OAuthClient
     settings = Settings.from_env()
     upgrade(settings.database_url)
@@ -328,6 +331,7 @@ def client_revoke(client_id: str) -> None:
 def audit_command(tenant_name: str, resource: str | None, since: str | None, limit: int) -> None:
     """The audit trail, newest first, one JSON line per change."""
     from sqlalchemy import select
+
     from .http.admin import event_json, query_events
     from .storage.models import AuditEvent
     settings = Settings.from_env()
@@ -338,7 +342,7 @@ def audit_command(tenant_name: str, resource: str | None, since: str | None, lim
             moment = dt.datetime.fromisoformat(since)
         except ValueError as exc:
             raise click.BadParameter(f"not an ISO 8601 date-time: {since}", param_hint="--since") from exc
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     with _sessions(settings)() as session:
         found = _tenant_or_fail(session, tenant_name)
         condition = query_events(session, found.id, resource, moment, None)

@@ -40,7 +40,7 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         values = dict(
             database_url=os.environ.get("SCIM_DATABASE_URL") or cls.database_url,
             base_path=(os.environ.get("SCIM_BASE_PATH") or cls.base_path).rstrip("/") or "",

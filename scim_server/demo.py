@@ -72,10 +72,10 @@ class Unit:
     name: str
     code: str
     kind: str
-    parent: "Unit | None"
+    parent: Unit | None
     ean: str | None = None
     leader: str | None = None
-    children: list["Unit"] = field(default_factory=list)
+    children: list[Unit] = field(default_factory=list)
 
 
 @dataclass

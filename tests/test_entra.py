@@ -13,8 +13,6 @@ from __future__ import annotations
 import uuid
 from urllib.parse import quote_plus
 
-import pytest
-
 from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, ERROR, LIST, PATCH_OP, assert_scim_error
 
 ENTRA_CT = "application/scim+json; charset=utf-8"

@@ -1,4 +1,4 @@
-from conftest import CORE_GROUP, CORE_USER, ENTERPRISE
+from conftest import CORE_GROUP, ENTERPRISE
 
 P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
 P2L_GROUP = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:Group"

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 from click.testing import CliRunner
 
-from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, PATCH_OP, ScimClient
+from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, ScimClient
 from scim_server.cli import main
 
 P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
@@ -251,7 +251,7 @@ def test_demo_people(demo):
 
 
 def test_demo_leavers_are_inactive_and_consistent(demo):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     employees = search_all(demo, "Users", 'userType eq "Employee"')
     inactive = [u for u in employees if u["active"] is False]
     assert inactive, "the demo has some leavers"

@@ -8,7 +8,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, assert_scim_error
+from conftest import CORE_GROUP, CORE_USER, ENTERPRISE
 from scim_server.cli import main
 
 P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
@@ -21,16 +21,16 @@ FUTURE = "2099-01-01T00:00:00Z"
 
 
 def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def soon(seconds: int = 2) -> tuple[str, dt.datetime]:
-    moment = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds + 1)).replace(microsecond=0)
+    moment = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds + 1)).replace(microsecond=0)
     return iso(moment), moment
 
 
 def wait_until(moment: dt.datetime) -> None:
-    delay = (moment - dt.datetime.now(dt.timezone.utc)).total_seconds() + 0.3
+    delay = (moment - dt.datetime.now(dt.UTC)).total_seconds() + 0.3
     if delay > 0:
         time.sleep(delay)
 

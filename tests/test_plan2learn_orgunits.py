@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import CORE_GROUP, CORE_USER, LIST, PATCH_OP, assert_scim_error
+from conftest import CORE_GROUP, LIST, assert_scim_error
 
 P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
 P2L_GROUP = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:Group"

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, LIST, PATCH_OP, assert_scim_error
+from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, LIST, assert_scim_error
 
 P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
 P2L_GROUP = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:Group"
@@ -127,8 +127,8 @@ def test_employment_round_trip(api, tree):
     assert emp["$ref"].endswith(f"/Groups/{tree['team']['id']}")
     assert emp["title"] == "Lærer"
     assert emp["primary"] is True
-    assert parse(emp["startDate"]) == dt.datetime(2020, 8, 1, tzinfo=dt.timezone.utc)
-    assert parse(emp["endDate"]) == dt.datetime(2099, 7, 31, tzinfo=dt.timezone.utc)
+    assert parse(emp["startDate"]) == dt.datetime(2020, 8, 1, tzinfo=dt.UTC)
+    assert parse(emp["endDate"]) == dt.datetime(2099, 7, 31, tzinfo=dt.UTC)
     assert user["active"] is True
     assert employments(api, user["id"]) == {tree["team"]["id"]: emp}
 
@@ -198,7 +198,7 @@ def test_patch_employment_subattribute_by_value_filter(api, tree):
     assert emps[tree["team"]["id"]]["title"] == "Skoleleder"
     assert emps[tree["team"]["id"]]["primary"] is True
     assert not emps[tree["team"]["id"]].get("endDate")
-    assert parse(emps[tree["other"]["id"]]["endDate"]) == dt.datetime(2098, 1, 1, tzinfo=dt.timezone.utc)
+    assert parse(emps[tree["other"]["id"]]["endDate"]) == dt.datetime(2098, 1, 1, tzinfo=dt.UTC)
 
 
 def test_patch_remove_employment_by_filter(api, tree):
@@ -279,7 +279,7 @@ def test_group_membership_keeps_employment_details(api, tree):
     ok(api.patch_ops(f"/Groups/{tree['team']['id']}", {"op": "add", "path": "members", "value": [{"value": other["id"]}]}))
     emp = employments(api, user["id"])[tree["team"]["id"]]
     assert emp["title"] == "Lærer"
-    assert parse(emp["startDate"]) == dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
+    assert parse(emp["startDate"]) == dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
     assert member_ids(api, tree["team"]["id"]) == {user["id"], other["id"]}
 
 

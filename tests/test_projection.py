@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, PATCH_OP
+from conftest import CORE_GROUP, CORE_USER, ENTERPRISE
 
 SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 PASSWORD = "S3cret-Passw0rd!"

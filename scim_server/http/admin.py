@@ -27,7 +27,7 @@ def _moment(name: str) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(raw)
     except ValueError as exc:
         raise invalid_value(f"'{name}' must be an ISO 8601 date-time, not {raw!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def event_json(event: AuditEvent) -> dict:

@@ -87,7 +87,7 @@ class StoredTokenValidator(BearerTokenValidator):
             verified = issued_jwt.verify(g.db, token_string)
             if verified is not None:
                 trust, claims = verified
-                expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.timezone.utc)
+                expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC)
                 token = AuthenticatedToken(None, trust.tenant_id, trust.scope, expires,
                                            f"jwt:{claims.get('iss')}|{claims.get('sub')}")
         if ttl > 0:

@@ -116,7 +116,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return client.row.jwks
 
     def validate_jti(self, claims, jti: str) -> bool:
-        expires = dt.datetime.fromtimestamp(int(claims.get("exp", 0)), dt.timezone.utc)
+        expires = dt.datetime.fromtimestamp(int(claims.get("exp", 0)), dt.UTC)
         return clients.use_assertion(g.db, client_id=claims["sub"], jti=jti, expires_at=expires)
 
 

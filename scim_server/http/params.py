@@ -5,11 +5,12 @@ both are read into one ``ListQuery``. Parameter names are case-insensitive.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..config import Settings
-from ..scim.errors import invalid_value, ScimError
+from ..scim.errors import ScimError, invalid_value
 
 SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 

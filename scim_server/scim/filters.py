@@ -17,7 +17,8 @@ Every leaf compiles to an expression that is TRUE or FALSE, never NULL, so that
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from scim2_filter_parser import ast
 from sqlalchemy import and_, func, not_, or_, true
@@ -229,7 +230,7 @@ class FilterCompiler:
             except ValueError as exc:
                 raise invalid_filter(f"'{attr.path}' is a dateTime: {raw!r} is not one") from exc
             if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=dt.timezone.utc)
+                moment = moment.replace(tzinfo=dt.UTC)
             if _is_datetime_column(expr):
                 return moment
             return format_datetime(moment)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema as MarshmallowSchema, ValidationError, fields
+from marshmallow import EXCLUDE, ValidationError, fields
+from marshmallow import Schema as MarshmallowSchema
 
 from . import validators
 from .errors import invalid_value
@@ -65,8 +66,8 @@ class ScimBinary(fields.String):
 def format_datetime(value: dt.datetime) -> str:
     """RFC 3339 in UTC with a ``Z``; microseconds only when present."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    value = value.astimezone(dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
+    value = value.astimezone(dt.UTC)
     spec = "%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ"
     return value.strftime(spec)
 
@@ -105,7 +106,7 @@ def _complex_schema(attr: Attribute) -> type[MarshmallowSchema]:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def resource_schema(rt: ResourceType) -> MarshmallowSchema:
     """The marshmallow schema of a whole resource: common, core and extension attributes."""
     declared: dict[str, fields.Field] = {"schemas": fields.List(fields.String())}

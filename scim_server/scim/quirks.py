@@ -11,7 +11,8 @@ to ``PATCH_QUIRKS``; no other file changes.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from scim2_filter_parser import ast
 

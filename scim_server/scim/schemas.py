@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 SCHEMA_DIR_ENV = "SCIM_SCHEMA_DIR"
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -37,13 +38,13 @@ class Attribute:
     returned: str
     uniqueness: str
     schema: str
-    parent: "Attribute | None" = None
+    parent: Attribute | None = None
     canonical_values: tuple[str, ...] = ()
     reference_types: tuple[str, ...] = ()
-    sub_attributes: dict[str, "Attribute"] = field(default_factory=dict)
+    sub_attributes: dict[str, Attribute] = field(default_factory=dict)
 
     @classmethod
-    def from_definition(cls, raw: dict[str, Any], schema: str, parent: "Attribute | None" = None) -> "Attribute":
+    def from_definition(cls, raw: dict[str, Any], schema: str, parent: Attribute | None = None) -> Attribute:
         attr = cls(
             name=raw["name"],
             type=raw.get("type", "string"),
@@ -62,7 +63,7 @@ class Attribute:
             attr.sub_attributes[sub["name"].lower()] = cls.from_definition(sub, schema, attr)
         return attr
 
-    def sub(self, name: str) -> "Attribute | None":
+    def sub(self, name: str) -> Attribute | None:
         return self.sub_attributes.get(name.lower())
 
     @property
@@ -101,7 +102,7 @@ class Schema:
     attributes: dict[str, Attribute]
 
     @classmethod
-    def load(cls, raw: dict[str, Any]) -> "Schema":
+    def load(cls, raw: dict[str, Any]) -> Schema:
         attrs = {a["name"].lower(): Attribute.from_definition(a, raw["id"]) for a in raw["attributes"]}
         return cls(id=raw["id"], name=raw.get("name", ""), definition=raw, attributes=attrs)
 

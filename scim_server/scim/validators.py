@@ -6,7 +6,8 @@ python-stdnum's; this file only says which attribute gets which check.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from stdnum import ean as gs1_ean
 from stdnum.exceptions import ValidationError as StdnumError

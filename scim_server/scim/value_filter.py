@@ -104,4 +104,4 @@ def _moment(text: str) -> dt.datetime | str:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         return text
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -25,7 +25,8 @@ class Actor:
     request_id: str | None = None
 
 
-current: contextvars.ContextVar[Actor] = contextvars.ContextVar("audit_actor", default=Actor("system:unknown"))
+UNKNOWN = Actor("system:unknown")
+current: contextvars.ContextVar[Actor] = contextvars.ContextVar("audit_actor", default=UNKNOWN)
 
 
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:

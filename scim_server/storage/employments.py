@@ -29,7 +29,7 @@ def parse_datetime(value: str | None) -> dt.datetime | None:
     if value is None:
         return None
     moment = dt.datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def in_org_unit():

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Boolean, Float, String, cast, func, literal_column
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql import column
+from sqlalchemy.sql.elements import ColumnElement
 
 
 def _sqlite_path(keys: tuple[str, ...]) -> str:

@@ -7,7 +7,8 @@ this", which the compiler reports as 400 invalidFilter.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import String, case, exists, func, literal, select
 from sqlalchemy.orm import aliased

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from functools import lru_cache
-from typing import Any, Iterable
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
@@ -178,7 +179,7 @@ class ResourceStore:
         return ScimError(409, "The change conflicts with an existing resource", "uniqueness")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _by_id(model):
     query = select(model).where(model.id == bindparam("rid"), model.tenant_id == bindparam("tid"))
     return query, query.with_for_update()
@@ -370,7 +371,7 @@ class UserStore(ResourceStore):
         return uniqueness("userName is already taken")
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Statements run on every read are built once (building costs more than running them).
 MEMBERSHIPS_OF_USERS = (select(Membership.id, Membership.user_id, Membership.group_id, Membership.title,
                                Membership.start_date, Membership.end_date, Membership.is_primary,
@@ -504,7 +505,7 @@ class GroupStore(ResourceStore):
         self.collections(row)["members"].replace(doc.get("members") or [])
         self.update(row, doc)
 
-    def collections(self, row: Group) -> dict[str, "MemberRows"]:
+    def collections(self, row: Group) -> dict[str, MemberRows]:
         self._patched_members = MemberRows(self, row)
         return {"members": self._patched_members}
 
