@@ -23,6 +23,8 @@ CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
+P2L_GROUP = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:Group"
 LIST = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 
 
@@ -154,3 +156,25 @@ def assert_scim_error(response, status: int, scim_type: str | None = None) -> di
     if scim_type is not None:
         assert body.get("scimType") == scim_type, body
     return body
+
+
+def get_json(api: ScimClient, path: str) -> dict:
+    """GET that must succeed; the parsed body."""
+    response = api.get(path)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def unit_body(name: str, parent: str | None = None, code: str | None = None, unit_type: str = "department",
+              **ext) -> dict:
+    """An org-unit group (plan2learn Group extension); unitCode defaults to the upper-cased name."""
+    body_ext = {"unitCode": code or name.upper().replace(" ", "-"), "unitType": unit_type, **ext}
+    if parent:
+        body_ext["parent"] = {"value": parent}
+    return {"schemas": [CORE_GROUP, P2L_GROUP], "displayName": name, P2L_GROUP: body_ext}
+
+
+def create_unit(api: ScimClient, name: str, parent: str | None = None, **ext) -> dict:
+    response = api.post("/Groups", json=unit_body(name, parent, **ext))
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()

@@ -9,26 +9,14 @@ from urllib.parse import quote
 import pytest
 from click.testing import CliRunner
 
-from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, ScimClient
+from conftest import CORE_USER, ENTERPRISE, P2L_GROUP, P2L_USER, ScimClient, create_unit, get_json
 from scim_server.cli import main
 
-P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
-P2L_GROUP = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:Group"
+get = get_json
 
 
 def unit(api, name, code, parent=None):
-    ext = {"unitCode": code}
-    if parent:
-        ext["parent"] = {"value": parent}
-    r = api.post("/Groups", json={"schemas": [CORE_GROUP, P2L_GROUP], "displayName": name, P2L_GROUP: ext})
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
-
-
-def get(api, path):
-    r = api.get(path)
-    assert r.status_code == 200, r.get_data(as_text=True)
-    return r.get_json()
+    return create_unit(api, name, parent, unitCode=code)
 
 
 def ok(response):

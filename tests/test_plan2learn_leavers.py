@@ -8,11 +8,13 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from conftest import CORE_GROUP, CORE_USER, ENTERPRISE
+from conftest import CORE_USER, ENTERPRISE, P2L_USER, create_unit, get_json
 from scim_server.cli import main
 
-P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
-P2L_GROUP = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:Group"
+get = get_json
+unit = create_unit
+
+
 EMPLOYMENTS = f"{P2L_USER}:employments"
 
 PAST = "2001-01-01T00:00:00Z"
@@ -33,21 +35,6 @@ def wait_until(moment: dt.datetime) -> None:
     delay = (moment - dt.datetime.now(dt.UTC)).total_seconds() + 0.3
     if delay > 0:
         time.sleep(delay)
-
-
-def unit(api, name, parent=None):
-    ext = {"unitCode": name.upper()}
-    if parent:
-        ext["parent"] = {"value": parent}
-    r = api.post("/Groups", json={"schemas": [CORE_GROUP, P2L_GROUP], "displayName": name, P2L_GROUP: ext})
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
-
-
-def get(api, path):
-    r = api.get(path)
-    assert r.status_code == 200, r.get_data(as_text=True)
-    return r.get_json()
 
 
 def active(api, user_id) -> bool:

@@ -6,10 +6,12 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import CORE_GROUP, LIST, assert_scim_error
+from conftest import LIST, P2L_GROUP, P2L_USER, assert_scim_error, create_unit, get_json, unit_body
 
-P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
-P2L_GROUP = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:Group"
+get = get_json
+unit = create_unit
+
+
 SCHEMA_URN = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 
 
@@ -22,25 +24,6 @@ def ean13(body12: str) -> str:
 EAN_A = ean13("579000000001")   # 5790000000012
 EAN_B = ean13("579000000002")
 BAD_CHECK = EAN_A[:-1] + str((int(EAN_A[-1]) + 1) % 10)
-
-
-def unit_body(name, parent=None, code=None, unit_type="department", **ext):
-    body_ext = {"unitCode": code or name.upper().replace(" ", "-"), "unitType": unit_type, **ext}
-    if parent:
-        body_ext["parent"] = {"value": parent}
-    return {"schemas": [CORE_GROUP, P2L_GROUP], "displayName": name, P2L_GROUP: body_ext}
-
-
-def unit(api, name, parent=None, **kw):
-    r = api.post("/Groups", json=unit_body(name, parent, **kw))
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
-
-
-def get(api, path):
-    r = api.get(path)
-    assert r.status_code == 200, r.get_data(as_text=True)
-    return r.get_json()
 
 
 def search(api, resource, expression, extra=""):

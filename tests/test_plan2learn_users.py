@@ -8,10 +8,21 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, LIST, assert_scim_error
+from conftest import (
+    CORE_GROUP,
+    CORE_USER,
+    ENTERPRISE,
+    LIST,
+    P2L_GROUP,
+    P2L_USER,
+    assert_scim_error,
+    create_unit,
+    get_json,
+)
 
-P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
-P2L_GROUP = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:Group"
+get = get_json
+unit = create_unit
+
 MANAGER = f"{ENTERPRISE}:manager"
 EMPLOYMENTS = f"{P2L_USER}:employments"
 
@@ -29,21 +40,6 @@ BAD_CHECK = EAN_USER[:-1] + str((int(EAN_USER[-1]) + 1) % 10)
 
 def parse(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def unit(api, name, parent=None, **ext):
-    body_ext = {"unitCode": name.upper().replace(" ", "-"), "unitType": "department", **ext}
-    if parent:
-        body_ext["parent"] = {"value": parent}
-    r = api.post("/Groups", json={"schemas": [CORE_GROUP, P2L_GROUP], "displayName": name, P2L_GROUP: body_ext})
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
-
-
-def get(api, path):
-    r = api.get(path)
-    assert r.status_code == 200, r.get_data(as_text=True)
-    return r.get_json()
 
 
 def search(api, expression, extra=""):
