@@ -151,9 +151,12 @@ def tenant_create(name: str) -> None:
 @click.option("--jwt-jwks-file", type=click.Path(exists=True, dir_okay=False), help="... or this JWKS file")
 @click.option("--jwt-algorithms", default=None, help="allowed algorithms, space-separated (default RS256)")
 @click.option("--no-jwt", is_flag=True, help="stop accepting issued JWTs")
+@click.option("--master-data/--no-master-data", default=None,
+              help="offer plan2learn's master-data extensions (org units, employments, EAN) to this tenant "
+                   "(default on); off, the tenant sees plain SCIM 2.0 Users and Groups")
 def tenant_set(name: str, org_unit_attribute: str | None, jwt_issuer: str | None, jwt_audience: str | None,
                jwt_jwks_uri: str | None, jwt_jwks_file: str | None, jwt_algorithms: str | None,
-               no_jwt: bool) -> None:
+               no_jwt: bool, master_data: bool | None) -> None:
     """Change a tenant's settings."""
     settings = Settings.from_env()
     upgrade(settings.database_url)
@@ -166,6 +169,8 @@ def tenant_set(name: str, org_unit_attribute: str | None, jwt_issuer: str | None
             values = dict(found.settings or {})
             if org_unit_attribute is not None:
                 values["org_unit_attribute"] = None if org_unit_attribute == "none" else org_unit_attribute
+            if master_data is not None:
+                values["master_data"] = master_data
             if no_jwt:
                 values.pop("jwt", None)
             elif jwt_given:

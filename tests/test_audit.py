@@ -194,12 +194,12 @@ def test_deleting_manager_records_change_on_reports(app, api):
 def test_deactivate_leavers_is_recorded_as_system(app, api, cli):
     root = api.post("/Groups", json={"schemas": [CORE_GROUP, P2L_GROUP], "displayName": "Skole",
                                      P2L_GROUP: {"unitCode": "SKOLE"}}).get_json()
-    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)).replace(microsecond=0)
+    end = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).replace(microsecond=0)
     user = api.create_user("leaver@acme.com", active=True, **{
         "schemas": [CORE_USER, P2L_USER],
         P2L_USER: {"employments": [{"value": root["id"], "endDate": end.strftime("%Y-%m-%dT%H:%M:%SZ")}]}})
     assert user["active"] is True
-    time.sleep(max(0.0, (end - dt.datetime.now(dt.timezone.utc)).total_seconds() + 0.3))
+    time.sleep(max(0.0, (end - dt.datetime.now(dt.UTC)).total_seconds() + 0.3))
     result = cli("deactivate-leavers")
     assert result.exit_code == 0, result.output
     assert api.get(f"/Users/{user['id']}").get_json()["active"] is False
@@ -278,9 +278,9 @@ def test_cli_audit_shows_the_trail(app, api, other_api, cli):
     assert lines[0]["changes"]["displayName"] == {"old": None, "new": "One"}
     only = cli("audit", "--tenant", "acme", "--resource", first["id"])
     assert [json.loads(line)["operation"] for line in only.stdout.splitlines()] == ["patch", "create"]
-    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).isoformat()
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
     assert cli("audit", "--tenant", "acme", "--since", future).stdout.strip() == ""
-    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).isoformat()
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
     assert len(cli("audit", "--tenant", "acme", "--since", past).stdout.splitlines()) == 3
     assert cli("audit", "--tenant", "acme", "--since", "yesterday").exit_code != 0
     assert cli("audit", "--tenant", "nope").exit_code != 0
@@ -304,7 +304,7 @@ def test_admin_audit_endpoint(app, api, other_api):
     assert [e["operation"] for e in one["Resources"]] == ["delete", "create"]
     event = one["Resources"][1]
     assert {"actor", "requestId", "resourceType", "resourceId", "operation", "changes", "at"} <= set(event)
-    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
     assert auditor.get(f"http://localhost/admin/v1/audit?since={future}").get_json()["totalResults"] == 0
     assert auditor.get("http://localhost/admin/v1/audit?since=garbage").status_code == 400
 

@@ -15,7 +15,8 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from conftest import CORE_GROUP, CORE_USER, ScimClient
-from scim_server.http.requestlog import JsonFormatter, log as access_log
+from scim_server.http.requestlog import JsonFormatter
+from scim_server.http.requestlog import log as access_log
 from scim_server.storage import clients, tenants
 
 PASSWORD = "Hunter2-Very-Secret!"
@@ -151,6 +152,7 @@ def test_unhandled_error_log_has_no_credentials(app, api, caplog, access_lines, 
 
 def test_cli_client_create_prints_secret_only_on_stdout(app, api, caplog):
     from click.testing import CliRunner
+
     from scim_server.cli import main
     caplog.set_level(logging.INFO)
     result = CliRunner().invoke(main, ["client", "create", "--tenant", "acme"],

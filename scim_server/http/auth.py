@@ -18,12 +18,14 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError
 from flask import current_app, g, request
 
 from ..scim.errors import ScimError
+from ..scim.validators import P2L_GROUP, P2L_USER
 from ..storage import audit
-from ..storage.models import utcnow
+from ..storage.models import Tenant, utcnow
 from ..storage.tenants import find_token, hash_token
 from . import issued_jwt
 
 REALM = "scim"
+PLAN2LEARN_EXTENSIONS = frozenset({P2L_USER, P2L_GROUP})
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class AuthenticatedToken:
     expires_at: dt.datetime | None
     #: who acts, for the audit trail and the access log: "token:<id>", "client:<id>", "jwt:<iss>|<sub>"
     actor: str = ""
+    #: schema extensions the tenant has switched off (see ``scim-server tenant set --no-master-data``)
+    disabled_extensions: frozenset[str] = frozenset()
 
     def is_expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= utcnow()
@@ -82,17 +86,27 @@ class StoredTokenValidator(BearerTokenValidator):
         token = None
         if row is not None:
             actor = f"client:{row.client_id}" if row.client_id else f"token:{row.id}"
-            token = AuthenticatedToken(row.id, row.tenant_id, row.scope, row.expires_at, actor)
+            token = AuthenticatedToken(row.id, row.tenant_id, row.scope, row.expires_at, actor,
+                                       disabled_extensions(g.db, row.tenant_id))
         elif issued_jwt.looks_like_jwt(token_string):
             verified = issued_jwt.verify(g.db, token_string)
             if verified is not None:
                 trust, claims = verified
                 expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC)
                 token = AuthenticatedToken(None, trust.tenant_id, trust.scope, expires,
-                                           f"jwt:{claims.get('iss')}|{claims.get('sub')}")
+                                           f"jwt:{claims.get('iss')}|{claims.get('sub')}",
+                                           disabled_extensions(g.db, trust.tenant_id))
         if ttl > 0:
             token_cache.put(key, token)
         return token
+
+
+def disabled_extensions(session, tenant_id: int) -> frozenset[str]:
+    """The plan2learn extensions are on unless the tenant switched its master data off."""
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is not None and (tenant.settings or {}).get("master_data") is False:
+        return PLAN2LEARN_EXTENSIONS
+    return frozenset()
 
 
 class _HeadersOnly:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, g
 
 from ..scim.errors import not_found
 from ..scim.schemas import registry
@@ -30,9 +30,13 @@ def _with_location(resource: dict[str, Any]) -> dict[str, Any]:
     return resource
 
 
+def _resource_types():
+    return registry().all_resource_types(without=g.token.disabled_extensions)
+
+
 def _schema_resources() -> list[dict[str, Any]]:
     seen, out = set(), []
-    for rt in registry().resource_types.values():
+    for rt in _resource_types():
         for schema in [rt.core, *rt.extensions]:
             if schema.id not in seen:
                 seen.add(schema.id)
@@ -82,13 +86,13 @@ def schema(schema_id: str) -> Response:
 @bp.get("/ResourceTypes", strict_slashes=False)
 def resource_types() -> Response:
     require_token("scim:read")
-    return _list([_with_location(rt.definition) for rt in registry().resource_types.values()])
+    return _list([_with_location(rt.definition) for rt in _resource_types()])
 
 
 @bp.get("/ResourceTypes/<name>", strict_slashes=False)
 def resource_type(name: str) -> Response:
     require_token("scim:read")
-    rt = registry().resource_type(name)
+    rt = registry().resource_type(name, without=g.token.disabled_extensions)
     if rt is None:
         raise not_found(f"No resource type {name}")
     return scim_response(_with_location(rt.definition))

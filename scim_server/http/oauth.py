@@ -24,6 +24,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import Blueprint, current_app, g, jsonify, request
+from joserfc.jwk import KeySet
 
 from ..storage import audit, clients
 from ..storage.models import BearerToken, OAuthClient, utcnow
@@ -113,7 +114,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return [issuer() + "/oauth/token", issuer(), issuer() + "/"]
 
     def resolve_client_public_key(self, client: Client):
-        return client.row.jwks
+        return KeySet.import_key_set(client.row.jwks or {"keys": []})
 
     def validate_jti(self, claims, jti: str) -> bool:
         expires = dt.datetime.fromtimestamp(int(claims.get("exp", 0)), dt.UTC)

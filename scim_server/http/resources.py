@@ -28,8 +28,8 @@ bp = Blueprint("resources", __name__)
 def _store(endpoint: str, scope: str) -> ResourceStore:
     rt_name, store_class = STORES[endpoint]
     token = require_token(scope)
-    g.token = token
-    return store_class(g.db, token.tenant_id, registry().resource_type(rt_name), base_url())
+    rt = registry().resource_type(rt_name, without=token.disabled_extensions)
+    return store_class(g.db, token.tenant_id, rt, base_url())
 
 
 def _projection(store: ResourceStore, source=None) -> Projection:

@@ -197,6 +197,7 @@ class Registry:
                 self.schemas[schema.id.lower()] = schema
         common_raw = json.loads((directory / "common.json").read_text(encoding="utf-8"))
         self.resource_types: dict[str, ResourceType] = {}
+        self._variants: dict[tuple[str, frozenset[str]], ResourceType] = {}
         for rt_raw in json.loads((directory / "resource-types.json").read_text(encoding="utf-8")):
             core = self.schemas[rt_raw["schema"].lower()]
             common = {
@@ -212,11 +213,27 @@ class Registry:
     def schema(self, urn: str) -> Schema | None:
         return self.schemas.get(urn.lower())
 
-    def resource_type(self, name: str) -> ResourceType | None:
+    def resource_type(self, name: str, without: frozenset[str] = frozenset()) -> ResourceType | None:
+        """A resource type, optionally without some extensions (a tenant that does not use them)."""
         for rt in self.resource_types.values():
             if rt.name.lower() == name.lower() or rt.id.lower() == name.lower():
-                return rt
+                return self._variant(rt, without) if without else rt
         return None
+
+    def all_resource_types(self, without: frozenset[str] = frozenset()) -> list[ResourceType]:
+        return [self._variant(rt, without) if without else rt for rt in self.resource_types.values()]
+
+    def _variant(self, rt: ResourceType, without: frozenset[str]) -> ResourceType:
+        key = (rt.name, without)
+        cached = self._variants.get(key)
+        if cached is None:
+            extensions = [e for e in rt.extensions if e.id not in without]
+            definition = {**rt.definition, "schemaExtensions": [
+                e for e in rt.definition.get("schemaExtensions", ()) if e["schema"] not in without]}
+            cached = self._variants[key] = ResourceType(
+                id=rt.id, name=rt.name, endpoint=rt.endpoint, definition=definition,
+                core=rt.core, extensions=extensions, common=rt.common)
+        return cached
 
 
 def default_schema_dir() -> Path:

@@ -43,6 +43,8 @@ class ResourceStore:
         self.base_url = base_url
         self.dialect = session.get_bind().dialect.name
         self.resolver = self.resolver_class(rt, self.dialect)
+        #: plan2learn's master-data extension is offered to this tenant (see ``tenant set --no-master-data``)
+        self.master_data = any(e.id in (P2L_USER, P2L_GROUP) for e in rt.extensions)
 
     # ------------------------------------------------------------------ reads
     def get(self, resource_id: str, *, for_update: bool = False):
@@ -292,7 +294,8 @@ class UserStore(ResourceStore):
         if ext:
             rest[ENTERPRISE_USER] = ext
         p2l = dict(rest.pop(P2L_USER, None) or {})
-        row.ean = p2l.get("ean")
+        if self.master_data:
+            row.ean = p2l.get("ean")
         rest.pop("groups", None)
         if manager_id != row.manager_id:
             hierarchy.check_manager(self.session, self.tenant_id, row, manager_id, new=row.version == 1
@@ -325,8 +328,9 @@ class UserStore(ResourceStore):
 
     def replace(self, row: User, doc: dict[str, Any]) -> None:
         self.update(row, doc)
-        self.employments(row).replace((doc.get(P2L_USER) or {}).get("employments") or [])
-        self._after_write(row, doc, employments_changed=True)
+        if self.master_data:
+            self.employments(row).replace((doc.get(P2L_USER) or {}).get("employments") or [])
+        self._after_write(row, doc, employments_changed=self.master_data)
 
     def audit_state(self, row: User) -> dict[str, Any]:
         state = self.stored_document(row)
@@ -343,6 +347,8 @@ class UserStore(ResourceStore):
         return EmploymentRows(self.session, self.tenant_id, self.rt, row)
 
     def collections(self, row: User) -> dict[str, Any]:
+        if not self.master_data:
+            return {}
         rows = self.employments(row)
         self._patched_employments = rows
         return {f"{P2L_USER}:employments".lower(): rows}
@@ -353,7 +359,8 @@ class UserStore(ResourceStore):
 
     def _after_write(self, row: User, doc: dict[str, Any], employments_changed: bool) -> None:
         """Rules that follow a write: placement by department, then active from employments."""
-        placement.place(self.session, self.tenant_id, row, doc)
+        if self.master_data:
+            placement.place(self.session, self.tenant_id, row, doc)
         if employments_changed:
             leavers.evaluate(self.session, user_ids=[row.id], force=True)
             self.session.refresh(row)
@@ -455,9 +462,9 @@ class GroupStore(ResourceStore):
         rest.pop("members", None)
         unit = rest.pop(P2L_GROUP, None)
         declared = P2L_GROUP.lower() in {str(s).lower() for s in doc.get("schemas") or []}
-        if unit is not None or declared:
+        if self.master_data and (unit is not None or declared):
             row.is_org_unit = True  # an org unit stays one: its employments and subtree depend on it
-        if row.is_org_unit:
+        if row.is_org_unit and self.master_data:
             unit = unit or {}
             before = (row.ean, row.parent_id)
             row.unit_code = unit.get("unitCode")
