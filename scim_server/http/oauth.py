@@ -18,7 +18,7 @@ import datetime as dt
 import secrets
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
+from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError, TokenMixin, grants
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -114,7 +114,9 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return [issuer() + "/oauth/token", issuer(), issuer() + "/"]
 
     def resolve_client_public_key(self, client: Client):
-        return KeySet.import_key_set(client.row.jwks or {"keys": []})
+        if not (client.row.jwks or {}).get("keys"):
+            raise InvalidClientError(description="The client has registered no public key")
+        return KeySet.import_key_set(client.row.jwks)
 
     def validate_jti(self, claims, jti: str) -> bool:
         expires = dt.datetime.fromtimestamp(int(claims.get("exp", 0)), dt.UTC)
