@@ -134,12 +134,12 @@ def test_no_secret_or_token_in_any_log_line(app, api, caplog, access_lines):
 def test_unhandled_error_log_has_no_credentials(app, api, caplog, access_lines, monkeypatch):
     """An unexpected error is logged with a traceback; the traceback must not carry the token."""
     caplog.set_level(logging.INFO)
-    from scim_server.storage import resources
+    from scim_server.storage import users
 
     def broken(self, *args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(resources.UserStore, "search", broken)
+    monkeypatch.setattr(users.UserStore, "search", broken)
     try:
         r = api.get("/Users")
         assert r.status_code == 500

@@ -13,7 +13,9 @@ from ..scim import marshal, patch, quirks
 from ..scim.errors import ScimError, invalid_syntax, not_found
 from ..scim.projection import Projection
 from ..scim.schemas import registry
-from ..storage.resources import GroupStore, ResourceStore, UserStore, etag
+from ..storage.groups import GroupStore
+from ..storage.resources import ResourceStore, etag
+from ..storage.users import UserStore
 from .auth import require_token
 from .content import json_body, scim_response
 from .context import base_url, commit

@@ -1,0 +1,232 @@
+"""Groups and org units: members as rows (one row per member, so one member costs the
+same at any group size), and the plan2learn org-unit attributes."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from ..scim.errors import ScimError, invalid_value, mutability, uniqueness
+from ..scim.filters import FilterCompiler
+from ..scim.projection import Projection
+from ..scim.validators import P2L_GROUP
+from . import hierarchy, leavers
+from .models import Group, Membership, User, utcnow
+from .resolvers import GroupResolver, member_element
+from .resources import ResourceStore
+
+
+class GroupStore(ResourceStore):
+    model = Group
+    resolver_class = GroupResolver
+    column_attributes = {"externalId": "external_id", "displayName": "display_name"}
+
+    def stored_document(self, row: Group) -> dict[str, Any]:
+        doc = super().stored_document(row)
+        if row.is_org_unit:
+            unit = {"unitCode": row.unit_code, "unitType": row.unit_type, "ean": row.ean,
+                    "parent": {"value": row.parent_id} if row.parent_id else None}
+            doc[P2L_GROUP] = {k: v for k, v in unit.items() if v is not None}
+        return doc
+
+    def documents(self, rows: list[Group], projection: Projection) -> list[dict[str, Any]]:
+        members: dict[str, list[dict[str, Any]]] = {r.id: [] for r in rows}
+        if rows and projection.wants_name("members"):
+            members = self.members_of([r.id for r in rows])
+        units = {r.id for r in rows if r.is_org_unit}
+        ancestors = hierarchy.unit_ancestors(self.session, units) if units else {}
+        out = []
+        for row in rows:
+            doc = self.stored_document(row)
+            doc["id"] = row.id
+            if members.get(row.id):
+                doc["members"] = members[row.id]
+            if row.is_org_unit:
+                unit = doc[P2L_GROUP]
+                chain = ancestors.get(row.id, [])
+                if row.parent_id:
+                    unit["parent"] = {"value": row.parent_id, "$ref": self.location(row.parent_id),
+                                      "display": chain[0][1] if chain else None}
+                if chain:
+                    unit["ancestors"] = [{"value": i, "display": n} for i, n, _ in reversed(chain)]
+            doc["meta"] = self.meta(row)
+            doc["schemas"] = self.schemas_of(doc)
+            if row.is_org_unit and P2L_GROUP not in doc["schemas"]:
+                doc["schemas"].append(P2L_GROUP)
+            out.append(doc)
+        return out
+
+    def members_of(self, group_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        member_user, member_group = aliased(User), aliased(Group)
+        query = (select(Membership.group_id, Membership.user_id, Membership.member_group_id,
+                        member_user.display_name, member_group.display_name)
+                 .outerjoin(member_user, member_user.id == Membership.user_id)
+                 .outerjoin(member_group, member_group.id == Membership.member_group_id)
+                 .where(Membership.group_id.in_(group_ids)).order_by(Membership.id))
+        out: dict[str, list[dict[str, Any]]] = {g: [] for g in group_ids}
+        for group_id, user_id, sub_group_id, user_display, group_display in self.session.execute(query):
+            if user_id:
+                out[group_id].append({"value": user_id, "$ref": f"{self.base_url}/Users/{user_id}",
+                                      "display": user_display, "type": "User"})
+            else:
+                out[group_id].append({"value": sub_group_id, "$ref": f"{self.base_url}/Groups/{sub_group_id}",
+                                      "display": group_display, "type": "Group"})
+        return out
+
+    def _write(self, row: Group, doc: dict[str, Any]) -> None:
+        columns, rest = self._split(doc)
+        rest.pop("members", None)
+        unit = rest.pop(P2L_GROUP, None)
+        declared = P2L_GROUP.lower() in {str(s).lower() for s in doc.get("schemas") or []}
+        if self.master_data and (unit is not None or declared):
+            row.is_org_unit = True  # an org unit stays one: its employments and subtree depend on it
+        if row.is_org_unit and self.master_data:
+            unit = unit or {}
+            before = (row.ean, row.parent_id)
+            row.unit_code = unit.get("unitCode")
+            row.unit_type = unit.get("unitType")
+            row.ean = unit.get("ean")
+            parent_id = (unit.get("parent") or {}).get("value") or None
+            if parent_id != row.parent_id:
+                hierarchy.check_parent(self.session, self.tenant_id, row, parent_id)
+            row.parent_id = parent_id
+            self._check_unit_code(row)
+            self._tree_changed = before != (row.ean, row.parent_id) or row.effective_ean is None
+        for column, value in columns.items():
+            setattr(row, column, value)
+        row.attributes = rest
+
+    def _check_unit_code(self, row: Group) -> None:
+        if row.unit_code is None:
+            return
+        clash = self.session.scalar(select(Group.id).where(
+            Group.tenant_id == self.tenant_id, Group.unit_code == row.unit_code, Group.id != row.id))
+        if clash is not None:
+            raise uniqueness(f"unitCode '{row.unit_code}' is already used by another org unit")
+
+    def _after_write(self, row: Group) -> None:
+        if row.is_org_unit and getattr(self, "_tree_changed", False):
+            hierarchy.refresh_effective_ean(self.session, row.id)
+
+    def update(self, row: Group, doc: dict[str, Any]) -> None:
+        super().update(row, doc)
+        self._after_write(row)
+
+    def create(self, doc: dict[str, Any]) -> Group:
+        now = utcnow()
+        row = Group(id=str(uuid.uuid4()), tenant_id=self.tenant_id, created=now, last_modified=now, version=1,
+                    is_org_unit=False)
+        self._write(row, doc)
+        self.session.add(row)
+        self._flush()
+        self._after_write(row)
+        if doc.get("members"):
+            self.collections(row)["members"].add(doc["members"])
+        return row
+
+    def replace(self, row: Group, doc: dict[str, Any]) -> None:
+        self.collections(row)["members"].replace(doc.get("members") or [])
+        self.update(row, doc)
+
+    def collections(self, row: Group) -> dict[str, MemberRows]:
+        self._patched_members = MemberRows(self, row)
+        return {"members": self._patched_members}
+
+    def collection_changes(self) -> dict[str, Any]:
+        rows = getattr(self, "_patched_members", None)
+        return rows.changes() if rows else {}
+
+    def delete(self, row: Group) -> None:
+        employees = []
+        if row.is_org_unit:
+            children = self.session.scalar(select(func.count()).select_from(Group).where(Group.parent_id == row.id))
+            if children:
+                raise ScimError(409, f"Org unit '{row.display_name}' still has {children} child unit(s): "
+                                     "move or delete them first")
+            employees = list(self.session.scalars(select(Membership.user_id).where(
+                Membership.group_id == row.id, Membership.user_id.isnot(None))))
+        super().delete(row)
+        if employees:  # their employments here are gone: the rest decide whether they stay active
+            leavers.evaluate(self.session, user_ids=employees, force=True)
+
+    def _integrity_error(self, exc: IntegrityError) -> ScimError:
+        return uniqueness("unitCode is already used by another org unit")
+
+
+class MemberRows:
+    """A group's ``members`` as membership rows: each change touches only the rows it names."""
+
+    def __init__(self, store: GroupStore, group: Group):
+        self.store = store
+        self.session = store.session
+        self.group = group
+        self.added: list[str] = []
+        self.removed: list[str] = []
+
+    def changes(self) -> dict[str, Any]:
+        """For the audit trail: the members this PATCH added and removed."""
+        out = {}
+        added, removed = [m for m in self.added if m not in self.removed], \
+            [m for m in self.removed if m not in self.added]
+        if added or removed:
+            out["members"] = {"added": added, "removed": removed}
+        return out
+
+    def add(self, values: Iterable[dict[str, Any]]) -> None:
+        wanted: list[str] = []
+        for value in values:
+            member_id = value.get("value") if isinstance(value, dict) else None
+            if not isinstance(member_id, str) or not member_id:
+                raise invalid_value("Each member needs a 'value' with the member's id")
+            if member_id not in wanted:
+                wanted.append(member_id)
+        if not wanted:
+            return
+        if self.group.id in wanted:
+            raise invalid_value("A group cannot be a member of itself")
+        tenant = self.store.tenant_id
+        users = set(self.session.scalars(select(User.id).where(User.tenant_id == tenant, User.id.in_(wanted))))
+        groups = set(self.session.scalars(select(Group.id).where(Group.tenant_id == tenant, Group.id.in_(wanted))))
+        unknown = [w for w in wanted if w not in users and w not in groups]
+        if unknown:
+            raise invalid_value(f"Unknown member id(s): {', '.join(unknown[:10])}")
+        existing = set(self.session.scalars(select(func.coalesce(Membership.user_id, Membership.member_group_id))
+                                            .where(Membership.group_id == self.group.id,
+                                                   (Membership.user_id.in_(wanted)) |
+                                                   (Membership.member_group_id.in_(wanted)))))
+        rows = [{"tenant_id": tenant, "group_id": self.group.id,
+                 "user_id": w if w in users else None, "member_group_id": w if w in groups else None,
+                 "created": utcnow()}
+                for w in wanted if w not in existing]
+        if rows:
+            self.session.execute(insert(Membership), rows)
+            self.added += [r["user_id"] or r["member_group_id"] for r in rows]
+            if self.group.is_org_unit:  # new employments may (re)activate their users
+                leavers.evaluate(self.session, user_ids=[r["user_id"] for r in rows if r["user_id"]], force=True)
+
+    def remove(self, value_filter) -> None:
+        condition = Membership.group_id == self.group.id
+        if value_filter is not None:
+            attr = self.store.rt.top_level("members")
+            compiler = FilterCompiler(self.store.rt, self.store.resolver)
+            condition = condition & compiler.compile(value_filter, (attr, member_element()))
+        removed = self.session.execute(select(Membership.user_id, Membership.member_group_id).where(condition)).all()
+        self.removed += [u or g for u, g in removed]
+        affected = [u for u, _ in removed if u] if self.group.is_org_unit else []
+        self.session.execute(delete(Membership).where(condition).execution_options(synchronize_session=False))
+        if affected:  # ended employments may deactivate their users
+            leavers.evaluate(self.session, user_ids=affected, force=True)
+
+    def replace(self, values: Iterable[dict[str, Any]]) -> None:
+        self.remove(None)
+        self.add(values)
+
+    def set_sub(self, value_filter, sub, value) -> None:
+        raise mutability(f"members.{sub.name} is immutable: remove the member and add it again")
+
+    def remove_sub(self, value_filter, sub) -> None:
+        raise mutability(f"members.{sub.name} is immutable: remove the member instead")

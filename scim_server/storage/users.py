@@ -1,0 +1,230 @@
+"""Users: the core and enterprise attributes, and plan2learn's employments, org units,
+manager chain and effective EAN (read in a fixed number of queries per page)."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.exc import IntegrityError
+
+from ..scim.errors import ScimError, uniqueness
+from ..scim.marshal import format_datetime
+from ..scim.projection import Projection
+from ..scim.schemas import ENTERPRISE_USER
+from ..scim.validators import P2L_USER
+from . import audit, hierarchy, leavers, passwords, placement
+from .employments import EmploymentRows
+from .models import Group, Membership, User, utcnow
+from .resolvers import UserResolver
+from .resources import ResourceStore
+
+
+class UserStore(ResourceStore):
+    model = User
+    resolver_class = UserResolver
+    column_attributes = {"externalId": "external_id", "userName": "user_name",
+                         "displayName": "display_name", "active": "active"}
+    #: plan2learn attributes computed on read, never stored from input
+    computed = ("orgUnits", "managerChain", "effectiveEan")
+
+    def stored_document(self, row: User) -> dict[str, Any]:
+        doc = super().stored_document(row)
+        if row.manager_id:
+            doc[ENTERPRISE_USER] = {**(doc.get(ENTERPRISE_USER) or {}), "manager": {"value": row.manager_id}}
+        if row.ean:
+            doc[P2L_USER] = {**(doc.get(P2L_USER) or {}), "ean": row.ean}
+        return doc
+
+    def _wants(self, projection: Projection, name: str) -> bool:
+        attr = self.rt.resolve(name)
+        return attr is not None and projection.wants(attr[0])
+
+    def documents(self, rows: list[User], projection: Projection) -> list[dict[str, Any]]:
+        ids = [r.id for r in rows]
+        want_groups = projection.wants_name("groups")
+        want_employments = self._wants(projection, f"{P2L_USER}:employments")
+        want_units = self._wants(projection, f"{P2L_USER}:orgUnits")
+        want_ean = self._wants(projection, f"{P2L_USER}:effectiveEan")
+        want_chain = self._wants(projection, f"{P2L_USER}:managerChain")
+        groups: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+        jobs: dict[str, list[Membership]] = {i: [] for i in ids}
+        unit_eans: dict[str, str | None] = {}
+        if ids and (want_groups or want_employments or want_units or want_ean):
+            for membership in self.session.execute(MEMBERSHIPS_OF_USERS, {"ids": ids}):
+                name, is_unit, unit_ean = membership.display_name, membership.is_org_unit, membership.effective_ean
+                groups[membership.user_id].append({"value": membership.group_id, "display": name,
+                                                   "$ref": f"{self.base_url}/Groups/{membership.group_id}",
+                                                   "type": "direct"})
+                if is_unit:
+                    jobs[membership.user_id].append((membership, name))
+                    unit_eans[membership.group_id] = unit_ean
+        ancestors = {}
+        if want_units:
+            ancestors = hierarchy.unit_ancestors(self.session, {m.group_id for js in jobs.values() for m, _ in js})
+        manager_ids = {r.manager_id for r in rows if r.manager_id}
+        chains = hierarchy.manager_chains(self.session, manager_ids) if want_chain else {}
+        managers: dict[str, str | None] = {}
+        if manager_ids and not want_chain:
+            managers = dict(self.session.execute(DISPLAY_NAMES, {"ids": list(manager_ids)}).all())
+        for chain in chains.values():
+            managers.update({chain[0][0]: chain[0][1]} if chain else {})
+        out = []
+        for row in rows:
+            doc = super().stored_document(row)
+            doc["id"] = row.id
+            if row.manager_id:
+                doc[ENTERPRISE_USER] = {**(doc.get(ENTERPRISE_USER) or {}), "manager": {
+                    "value": row.manager_id, "$ref": self.location(row.manager_id),
+                    "displayName": managers.get(row.manager_id)}}
+            if groups.get(row.id):
+                doc["groups"] = groups[row.id]
+            p2l = self._plan2learn(row, jobs[row.id], ancestors, chains, unit_eans)
+            if p2l:
+                doc[P2L_USER] = p2l
+            doc["meta"] = self.meta(row)
+            doc["schemas"] = self.schemas_of(doc)
+            out.append(doc)
+        return out
+
+    def _plan2learn(self, row: User, jobs, ancestors, chains, unit_eans) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if row.ean:
+            out["ean"] = row.ean
+        if jobs:
+            out["employments"] = [{
+                "value": m.group_id, "$ref": f"{self.base_url}/Groups/{m.group_id}", "display": name,
+                "title": m.title, "startDate": _iso(m.start_date), "endDate": _iso(m.end_date),
+                "primary": bool(m.is_primary),
+            } for m, name in jobs]
+            units: dict[str, str] = {}
+            for m, name in jobs:
+                units.setdefault(m.group_id, name)
+                for unit_id, unit_name, _ in ancestors.get(m.group_id, ()):
+                    units.setdefault(unit_id, unit_name)
+            if ancestors:
+                out["orgUnits"] = [{"value": i, "display": n} for i, n in units.items()]
+        if row.manager_id and chains.get(row.manager_id):
+            out["managerChain"] = [{"value": i, "display": n} for i, n in chains[row.manager_id]]
+        effective = row.ean
+        if effective is None and jobs:
+            primary = sorted(jobs, key=lambda j: (not j[0].is_primary, j[0].start_date or _EPOCH, j[0].id))[0]
+            effective = unit_eans.get(primary[0].group_id)
+        if effective:
+            out["effectiveEan"] = effective
+        return out
+
+    def _write(self, row: User, doc: dict[str, Any]) -> None:
+        self._check_user_name(doc["userName"], row.id)
+        columns, rest = self._split(doc)
+        password = rest.pop("password", None)
+        ext = dict(rest.pop(ENTERPRISE_USER, None) or {})
+        manager_id = (ext.pop("manager", None) or {}).get("value") or None
+        if ext:
+            rest[ENTERPRISE_USER] = ext
+        p2l = dict(rest.pop(P2L_USER, None) or {})
+        if self.master_data:
+            row.ean = p2l.get("ean")
+        rest.pop("groups", None)
+        if manager_id != row.manager_id:
+            hierarchy.check_manager(self.session, self.tenant_id, row, manager_id, new=row.version == 1
+                                    and row not in self.session)
+        row.manager_id = manager_id
+        for column, value in columns.items():
+            setattr(row, column, value)
+        if password is not None:
+            row.password_hash = passwords.hash_password(password)
+        row.attributes = rest
+
+    def _check_user_name(self, user_name: str, own_id: str) -> None:
+        clash = self.session.scalar(USER_NAME_TAKEN, {"tid": self.tenant_id, "name": user_name.lower(),
+                                                      "own": own_id})
+        if clash is not None:
+            raise uniqueness(f"userName '{user_name}' is already taken")
+
+    def create(self, doc: dict[str, Any]) -> User:
+        now = utcnow()
+        row = User(id=str(uuid.uuid4()), tenant_id=self.tenant_id, created=now, last_modified=now, version=1)
+        doc = {"active": True, **doc}  # a new account is active unless the client says otherwise
+        self._write(row, doc)
+        self.session.add(row)
+        self._flush()
+        jobs = (doc.get(P2L_USER) or {}).get("employments")
+        if jobs:
+            self.employments(row).replace(jobs)
+        self._after_write(row, doc, employments_changed=bool(jobs))
+        return row
+
+    def replace(self, row: User, doc: dict[str, Any]) -> None:
+        self.update(row, doc)
+        if self.master_data:
+            self.employments(row).replace((doc.get(P2L_USER) or {}).get("employments") or [])
+        self._after_write(row, doc, employments_changed=self.master_data)
+
+    def audit_state(self, row: User) -> dict[str, Any]:
+        state = self.stored_document(row)
+        if row.password_hash:
+            state["password"] = row.password_hash  # compared, then recorded only as "changed"
+        jobs = self.session.execute(EMPLOYMENTS_OF_USER, {"uid": row.id}).all()
+        if jobs:
+            state[f"{P2L_USER}"] = {**(state.get(P2L_USER) or {}), "employments": [
+                {"value": j.group_id, "title": j.title, "startDate": _iso(j.start_date),
+                 "endDate": _iso(j.end_date), "primary": bool(j.is_primary)} for j in jobs]}
+        return state
+
+    def employments(self, row: User) -> EmploymentRows:
+        return EmploymentRows(self.session, self.tenant_id, self.rt, row)
+
+    def collections(self, row: User) -> dict[str, Any]:
+        if not self.master_data:
+            return {}
+        rows = self.employments(row)
+        self._patched_employments = rows
+        return {f"{P2L_USER}:employments".lower(): rows}
+
+    def after_patch(self, row: User, doc: dict[str, Any]) -> None:
+        rows = getattr(self, "_patched_employments", None)
+        self._after_write(row, doc, employments_changed=bool(rows and rows.changed))
+
+    def _after_write(self, row: User, doc: dict[str, Any], employments_changed: bool) -> None:
+        """Rules that follow a write: placement by department, then active from employments."""
+        if self.master_data:
+            placement.place(self.session, self.tenant_id, row, doc)
+        if employments_changed:
+            leavers.evaluate(self.session, user_ids=[row.id], force=True)
+            self.session.refresh(row)
+
+    def delete(self, row: User) -> None:
+        reports = hierarchy.clear_manager_of_reports(self.session, row.id)
+        key = f"{ENTERPRISE_USER}:manager"
+        audit.record_many(self.session, [
+            {"tenant_id": self.tenant_id, "resource_type": "User", "resource_id": report, "operation": "system",
+             "changes": {key: {"old": {"value": row.id}, "new": None}, "rule": "manager deleted"}}
+            for report in reports])
+        super().delete(row)
+
+    def _integrity_error(self, exc: IntegrityError) -> ScimError:
+        return uniqueness("userName is already taken")
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# Statements run on every read are built once (building costs more than running them).
+MEMBERSHIPS_OF_USERS = (select(Membership.id, Membership.user_id, Membership.group_id, Membership.title,
+                               Membership.start_date, Membership.end_date, Membership.is_primary,
+                               Group.display_name, Group.is_org_unit, Group.effective_ean)
+                        .join(Group, Group.id == Membership.group_id)
+                        .where(Membership.user_id.in_(bindparam("ids", expanding=True)))
+                        .order_by(Group.display_name, Group.id))
+EMPLOYMENTS_OF_USER = (select(Membership.group_id, Membership.title, Membership.start_date, Membership.end_date,
+                              Membership.is_primary)
+                       .join(Group, Group.id == Membership.group_id)
+                       .where(Membership.user_id == bindparam("uid"), Group.is_org_unit)
+                       .order_by(Membership.group_id))
+USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
+                                        func.lower(User.user_name) == bindparam("name"), User.id != bindparam("own"))
+DISPLAY_NAMES = select(User.id, User.display_name).where(User.id.in_(bindparam("ids", expanding=True)))
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return format_datetime(value) if value is not None else None
