@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
+import orgseed  # noqa: E402
 import seed  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -41,7 +43,12 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 DEFAULT_SQLITE = os.path.join(tempfile.gettempdir(), "scim-bench.db")
 PHYS_ROWS = 100_000  # physlimits' select picks ids 1..100000 whatever --rows says
 LOAD_CASES = ["get", "filter", "filter-externalId", "list-first", "list-last", "patch", "create"]
-ALL_CASES = LOAD_CASES + ["member-add"]
+MAIN_CASES = LOAD_CASES + ["member-add"]
+# the org-tree scenario (tenant bench-org, bench/orgseed.py): first pages of orgUnits /
+# managerChain filters, and moving a 26,820-person unit (selected with --org or by name)
+ORG_FILTER_CASES = ["orgunits-top", "orgunits-mid", "managerchain-top", "managerchain-mid"]
+ORG_CASES = ORG_FILTER_CASES + ["move-unit"]
+ALL_CASES = MAIN_CASES + ORG_CASES
 
 # Targets: (name, numerator, denominator, kind, threshold). kind "min": ratio >= threshold;
 # "max": ratio <= threshold.
@@ -482,6 +489,301 @@ def phys_prepare(args, tmpdir: str) -> dict | None:
     return phys
 
 
+# ------------------------------------------------------------------------------- org tree
+P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
+P2L_GROUP = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:Group"
+
+
+def org_filter_cases(expect: dict) -> dict[str, dict]:
+    """The four filter cases: first page (count=100) of orgUnits / managerChain eq <id>."""
+    q = urllib.parse.quote
+    defs = {
+        "orgunits-top": ("orgUnits", expect["root_unit"], expect["orgunits_root_total"]),
+        "orgunits-mid": ("orgUnits", expect["mid_unit"], expect["orgunits_mid_total"]),
+        "managerchain-top": ("managerChain", expect["top_manager"], expect["managerchain_top_total"]),
+        "managerchain-mid": ("managerChain", expect["mid_manager"], expect["managerchain_mid_total"]),
+    }
+    out = {}
+    for case, (attr, target, total) in defs.items():
+        flt = f'{P2L_USER}:{attr}.value eq "{target}"'
+        out[case] = {"attr": attr, "target": target, "total": total, "filter": flt,
+                     "path": f"{BASE}/Users?filter={q(flt)}&startIndex=1&count=100"}
+    return out
+
+
+def org_unit_filter_path(unit_id: str, count: int = 100) -> str:
+    return (f"{BASE}/Users?filter=" + urllib.parse.quote(f'{P2L_USER}:orgUnits.value eq "{unit_id}"')
+            + f"&startIndex=1&count={count}")
+
+
+def move_body(parent_id: str) -> bytes:
+    return json.dumps({"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": f"{P2L_GROUP}:parent", "value": {"value": parent_id}}]}).encode()
+
+
+def org_check_page(case: dict, status: int, data: bytes) -> dict:
+    """A first page is right when totalResults is exact, the page is full (or the whole
+    answer) and every user on it has the filter's unit / manager in orgUnits / managerChain."""
+    try:
+        doc = json.loads(data) if data else {}
+    except ValueError:
+        doc = {}
+    res = doc.get("Resources") or []
+    ok = status == 200 and doc.get("totalResults") == case["total"] and len(res) == min(100, case["total"])
+    bad = [r.get("id") for r in res
+           if not any(v.get("value") == case["target"] for v in (r.get(P2L_USER) or {}).get(case["attr"]) or [])]
+    ok = ok and not bad
+    detail = f"totalResults={doc.get('totalResults')} (want {case['total']}) itemsPerPage={len(res)}"
+    if bad:
+        detail += f"; {len(bad)} user(s) on the page lack {case['attr']} {case['target']}"
+    if status != 200:
+        detail = f"status {status}: {data[:300].decode('utf-8', 'replace')}"
+    return {"ok": ok, "status": status, "bytes": len(data), "detail": detail}
+
+
+def sequential(port: int, token: str, method: str, path: str, n: int, max_seconds: float,
+               body: bytes | None = None) -> dict:
+    """n requests one after another on one keep-alive connection (at most max_seconds)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=120)
+    lat, errors, statuses = [], 0, {}
+    deadline = time.perf_counter() + max_seconds
+    for _ in range(n):
+        if time.perf_counter() > deadline:
+            break
+        try:
+            status, _data, took = request(port, method, path, token, body, conn)
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            conn.close()
+            conn = http.client.HTTPConnection(HOST, port, timeout=120)
+            continue
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        if status >= 400:
+            errors += 1
+        else:
+            lat.append(took * 1000)
+    conn.close()
+    lat.sort()
+    return {"requests": len(lat), "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95),
+            "min_ms": lat[0] if lat else None, "errors": errors, "statuses": statuses}
+
+
+def cpu_busy(interval: float = 0.5) -> float | None:
+    """Machine-wide CPU utilisation (0..1) over ``interval`` seconds, from /proc/stat."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)
+    try:
+        t0, i0 = sample()
+        time.sleep(interval)
+        t1, i1 = sample()
+    except (OSError, ValueError):
+        return None
+    return 1 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(max_seconds: float = 60, threshold: float = 0.15) -> float:
+    """After a load run the server still works through the requests wrk abandoned (a slow
+    request x the concurrency): wait until the machine is idle so the next case does not pay
+    for them. Returns the seconds waited (bounded)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < max_seconds:
+        busy = cpu_busy()
+        if busy is None or busy < threshold:
+            break
+    return time.perf_counter() - t0
+
+
+def org_move(url: str, port: int, token: str, marker: dict, moves: int, max_seconds: float) -> dict:
+    """Move the big unit under the second forvaltning and back, sequentially, timing each
+    PATCH; check the answers after the first move and that no user or membership row changed."""
+    e, tenant_id = marker["expect"], marker["tenant_id"]
+    unit, target, root = e["move_unit"], e["move_target"], e["root_unit"]
+    fp0 = orgseed.fingerprint(url, tenant_id)
+    conn = http.client.HTTPConnection(HOST, port, timeout=120)
+    lat: list[float] = []
+    out: dict = {"errors": 0, "statuses": {}, "checks": {}}
+    home = True
+    deadline = time.perf_counter() + max_seconds
+    for k in range(moves + 1 + 4):  # + an odd one to end at home, + a few retries at most
+        if (k >= moves or time.perf_counter() > deadline) and home:
+            break
+        try:
+            status, data, took = request(port, "PATCH", f"{BASE}/Groups/{unit}", token,
+                                         move_body(target if home else root), conn)
+        except (OSError, http.client.HTTPException) as exc:
+            out["errors"] += 1
+            out.setdefault("first_error", f"{type(exc).__name__}: {exc}")
+            conn.close()
+            conn = http.client.HTTPConnection(HOST, port, timeout=120)
+            continue
+        out["statuses"][str(status)] = out["statuses"].get(str(status), 0) + 1
+        if status >= 400:
+            out["errors"] += 1
+            out.setdefault("first_error", data[:300].decode("utf-8", "replace"))
+            continue
+        lat.append(took * 1000)
+        home = not home
+        if not home and not out["checks"]:
+            # right after the first move: the new parent's subtree has the moved people, the
+            # root still has everyone, and only unit rows changed
+            moved = orgseed.fingerprint(url, tenant_id, tables=("groups",))
+            checks = {}
+            for name, path, want in (
+                    ("orgUnits eq new parent", org_unit_filter_path(target), e["move_target_people"] + e["move_unit_people"]),
+                    ("orgUnits eq root", org_unit_filter_path(root), e["orgunits_root_total"])):
+                st, body, ms = request(port, "GET", path, token, None, conn)
+                got = json.loads(body).get("totalResults") if st == 200 else None
+                checks[name] = {"totalResults": got, "want": want, "ok": got == want, "ms": round(ms * 1000, 1)}
+            checks["group rows changed by one move"] = {
+                "value": orgseed.changed_rows(fp0["groups"], moved["groups"]),
+                "want": e["move_group_rows_changed"]}
+            checks["group rows changed by one move"]["ok"] = (
+                checks["group rows changed by one move"]["value"] == checks["group rows changed by one move"]["want"])
+            out["checks"] = checks
+    conn.close()
+    fp1 = orgseed.fingerprint(url, tenant_id)
+    lat_sorted = sorted(lat)
+    out.update({
+        "moves": len(lat), "p50_ms": percentile(lat_sorted, 50), "p95_ms": percentile(lat_sorted, 95),
+        "min_ms": lat_sorted[0] if lat else None, "max_ms": lat_sorted[-1] if lat else None,
+        "latencies_ms": [round(x, 2) for x in lat], "home": home,
+        "users_changed": orgseed.changed_rows(fp0["users"], fp1["users"]),
+        "memberships_changed": orgseed.changed_rows(fp0["memberships"], fp1["memberships"]),
+        "groups_changed_after_round": orgseed.changed_rows(fp0["groups"], fp1["groups"]),
+        "moved_people": e["move_unit_people"], "moved_units": e["move_unit_units"]})
+    out["ok"] = (out["errors"] == 0 and home and out["users_changed"] == 0 and out["memberships_changed"] == 0
+                 and all(c.get("ok") for c in out["checks"].values()) and bool(out["checks"]))
+    return out
+
+
+def label_statement(sql: str) -> str:
+    """A short name for one SQL statement of a request (for the round-trip listing)."""
+    s = " ".join(sql.split())
+    low = s.lower()
+    if re.match(r"^(begin|commit|rollback|savepoint|release)\b", low):
+        return "transaction: " + s.split()[0].upper() + (" " + s.split()[1].upper() if len(s.split()) > 1 else "")
+    m = re.match(r'^(insert into|update|delete from)\s+"?(\w+)', low)
+    if m:
+        return f"{m.group(1).split()[0].upper()} {m.group(2)}"
+    if "bearer_tokens" in low:
+        return "token lookup (bearer_tokens)"
+    if "unit_subtree" in low or "report_tree" in low:
+        cte = "unit_subtree" if "unit_subtree" in low else "report_tree"
+        if low.startswith("select count("):
+            return f"count (recursive CTE {cte})"
+        if "from users join" in low:
+            return f"page rows (recursive CTE {cte})"
+        return f"subtree ids (recursive CTE {cte})"
+    if "unit_up" in low:
+        return "ancestors of units (recursive CTE unit_up)"
+    if "manager_up" in low:
+        return "manager chains (recursive CTE manager_up)"
+    if "from memberships join groups" in low:
+        return "memberships of the page's users (groups, employments)"
+    m = re.match(r"^select .*? from (\w+)", low)
+    if m:
+        return f"SELECT {m.group(1)}"
+    return s[:60]
+
+
+def org_statement_counts(url: str, token: str, marker: dict) -> dict:
+    """Runs each org request in-process (scim_server.create_app + Flask test client) with a
+    before/after_cursor_execute listener on the app's engine: the statements of one request,
+    their labels and rowcounts. Each filter request is measured with an empty token cache
+    (so it includes the token lookup) and again with the token cached (as in a busy server)."""
+    import logging
+
+    from sqlalchemy import event
+
+    from scim_server.app import create_app
+    from scim_server.config import Settings
+    try:
+        from scim_server.http.auth import token_cache
+    except ImportError:  # the server code is a moving target
+        token_cache = None
+    e = marker["expect"]
+    app = create_app(Settings.from_env(database_url=url, base_path=BASE))
+    logging.getLogger("scim_server.access").setLevel(logging.WARNING)
+    engine = app.extensions["scim_engine"]
+    current: dict = {"stmts": [], "tx": {}, "checkouts": 0}
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        conn.info["bench_t0"] = time.perf_counter()
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        ms = (time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())) * 1000
+        try:
+            rc = cursor.rowcount
+        except Exception:
+            rc = None
+        current["stmts"].append({"label": label_statement(statement), "ms": round(ms, 2), "rowcount": rc,
+                                 "executemany": bool(executemany),
+                                 "params": len(parameters) if executemany and parameters else 1,
+                                 "sql": " ".join(statement.split())[:400]})
+
+    def tx(name):
+        def handler(*_a, **_k):
+            current["tx"][name] = current["tx"].get(name, 0) + 1
+        return handler
+
+    def checkout(*_a):
+        current["checkouts"] += 1
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    for name in ("begin", "commit", "rollback"):
+        event.listen(engine, name, tx(name))
+    event.listen(engine.pool, "checkout", checkout)
+    headers = {"Authorization": f"Bearer {token}", "Accept": SCIM_JSON}
+    client = app.test_client()
+
+    def run(method: str, path: str, body: bytes | None = None, cold: bool = False) -> dict:
+        if cold and token_cache is not None:
+            token_cache.clear()
+        current.update(stmts=[], tx={}, checkouts=0)
+        h = dict(headers, **({"Content-Type": SCIM_JSON} if body else {}))
+        t0 = time.perf_counter()
+        resp = client.open(path, method=method, data=body, headers=h)
+        took = (time.perf_counter() - t0) * 1000
+        stmts = list(current["stmts"])
+        writes: dict[str, int] = {}
+        for s in stmts:
+            if s["label"].split()[0] in ("INSERT", "UPDATE", "DELETE"):
+                writes[s["label"]] = writes.get(s["label"], 0) + (s["rowcount"] if (s["rowcount"] or 0) > 0 else 0)
+        return {"status": resp.status_code, "ms": round(took, 1), "statements": len(stmts),
+                "transactions": dict(current["tx"]), "pool_checkouts": current["checkouts"],
+                "rows_written": writes, "list": stmts,
+                "totalResults": (resp.get_json(silent=True) or {}).get("totalResults")}
+
+    out: dict = {"filters": {}, "move": {}}
+    try:
+        for case, c in org_filter_cases(e).items():
+            run("GET", c["path"])  # warm: statement caches, parse cache, connection pool
+            cold = run("GET", c["path"], cold=True)
+            warm = run("GET", c["path"])
+            out["filters"][case] = {"cold_token": cold, "cached_token": warm,
+                                    "total_ok": cold["totalResults"] == c["total"] == warm["totalResults"]}
+        unit = e["move_unit"]
+        there = run("PATCH", f"{BASE}/Groups/{unit}", move_body(e["move_target"]))
+        back = run("PATCH", f"{BASE}/Groups/{unit}", move_body(e["root_unit"]))
+        out["move"] = {"there": there, "back": back}
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+        engine.dispose()
+    return out
+
+
+def org_summary(stmts: dict) -> dict:
+    """Statements of the cached-token request per label (the ones that repeat on every request)."""
+    counts: dict[str, int] = {}
+    for s in stmts["list"]:
+        counts[s["label"]] = counts.get(s["label"], 0) + 1
+    return counts
+
+
 # ---------------------------------------------------------------------------- one database
 BASE = "/scim/v2"
 
@@ -505,18 +807,41 @@ def build_specs(users_rows: list[tuple[str, str, str]], n: int) -> dict[str, Spe
 def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> dict:
     log(f"\n=== {db}: {url}")
     result: dict = {"url": url, "cases": {}, "rounds": []}
-    marker = seed.ensure_database(url, args.users, log)
-    result["seed"] = {k: v for k, v in marker.items() if k != "form"}
-    tenant_id = marker["tenant_id"]
-    seed.reset(url, tenant_id, analyze=True)
-    token = seed.new_token(url, tenant_id)
-    rows = seed.seeded_users(url, tenant_id)
-    if len(rows) != args.users:
-        raise RuntimeError(f"expected {args.users} seeded users, found {len(rows)}")
-    specs = build_specs(rows, args.users)
     cases = [c for c in LOAD_CASES if c in args.cases]
+    main = bool(cases) or "member-add" in args.cases
+    org_cases = [c for c in ORG_CASES if c in args.cases]
+    tenant_id = token = None
+    if main:
+        marker = seed.ensure_database(url, args.users, log)
+        result["seed"] = {k: v for k, v in marker.items() if k != "form"}
+        tenant_id = marker["tenant_id"]
+        seed.reset(url, tenant_id, analyze=True)
+        token = seed.new_token(url, tenant_id)
+        rows = seed.seeded_users(url, tenant_id)
+        if len(rows) != args.users:
+            raise RuntimeError(f"expected {args.users} seeded users, found {len(rows)}")
+        specs = build_specs(rows, args.users)
+        groups = {"1k": marker["group_1k"], "N": marker["group_all"]}
+    org_marker = org_token = None
+    org_raw: dict[str, list[dict]] = {c: [] for c in org_cases if c != "move-unit"}
+    org_moves: list[dict] = []
+    if org_cases:
+        org_marker = orgseed.ensure_org_database(url, args.org_users, log)
+        result["org_seed"] = {k: v for k, v in org_marker.items() if k != "form"}
+        org_token = seed.new_token(url, org_marker["tenant_id"])
+        org_specs = org_filter_cases(org_marker["expect"])
+        log("  org: statements per request, in-process (create_app + test client, before_cursor_execute) ...")
+        result["org_statements"] = org_statement_counts(url, org_token, org_marker)
+        for case, r in result["org_statements"]["filters"].items():
+            log(f"     {case:18s} {r['cold_token']['statements']} statements with the token lookup, "
+                f"{r['cached_token']['statements']} with a cached token: "
+                + ", ".join(f"{k} x{v}" if v > 1 else k for k, v in org_summary(r["cached_token"]).items()))
+        mv = result["org_statements"]["move"]
+        for leg in ("there", "back"):
+            log(f"     move-unit {leg:5s}  status {mv[leg]['status']}  {mv[leg]['statements']} statements, "
+                f"rows written {mv[leg]['rows_written']}")
+        orgseed.reset(url, org_marker, log=log)
     use_wrk = args.engine == "wrk" or (args.engine == "auto" and shutil.which("wrk"))
-    groups = {"1k": marker["group_1k"], "N": marker["group_all"]}
     raw: dict[str, list[dict]] = {c: [] for c in cases}
     madd: list[dict] = []
     physruns: list[dict] = []
@@ -551,6 +876,41 @@ def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> d
                 log(f"     member-add 1k: p50 {m['1k']['p50_ms'] or 0:.2f} ms ({m['1k']['bytes']} B)   "
                     f"N={args.users}: p50 {m['N']['p50_ms'] or 0:.2f} ms ({m['N']['bytes']} B)   "
                     f"adds {m['1k']['adds']}/{m['N']['adds']} errors {m['1k']['errors'] + m['N']['errors']}")
+            for case in org_raw:
+                c = org_specs[case]
+                st, data, _ = request(server.port, "GET", c["path"], org_token)
+                pr = org_check_page(c, st, data)
+                if not pr["ok"]:
+                    log(f"     probe {case}: NOT OK {pr}")
+                seq = sequential(server.port, org_token, "GET", c["path"], args.org_requests, args.org_seconds)
+                r = {"round": rnd, "probe": pr, "seq": seq}
+                line = (f"     {case:18s} seq p50 {seq['p50_ms'] or 0:8.2f} ms  p95 {seq['p95_ms'] or 0:8.2f} ms "
+                        f"({seq['requests']} req, errors {seq['errors']})")
+                if args.org_load:
+                    spec = Spec("GET", [c["path"]])
+                    conc = args.org_concurrency
+                    if use_wrk:
+                        load = run_wrk(spec, server.port, args.seconds, conc, min(args.wrk_threads, conc),
+                                       org_token, tmpdir, case)
+                    else:
+                        load = run_python(spec, server.port, args.seconds, conc, org_token)
+                    load["concurrency"] = conc
+                    load["drain_seconds"] = round(wait_quiet(), 1)
+                    r["load"] = load
+                    line += (f"   load {load['rps']:7.1f} req/s p50 {load['p50_ms']:8.2f} ms "
+                             f"errors {load['errors']} (c={conc}, then {load['drain_seconds']}s to drain)")
+                org_raw[case].append(r)
+                log(line + f"   total {pr['detail'].split()[0]}")
+            if "move-unit" in org_cases:
+                m = org_move(url, server.port, org_token, org_marker, args.org_moves, args.org_move_seconds)
+                m["round"] = rnd
+                org_moves.append(m)
+                log(f"     move-unit          p50 {m['p50_ms'] or 0:8.2f} ms  p95 {m['p95_ms'] or 0:8.2f} ms "
+                    f"({m['moves']} moves of {m['moved_people']} people / {m['moved_units']} units, "
+                    f"errors {m['errors']})  rows changed: users {m['users_changed']}, memberships "
+                    f"{m['memberships_changed']}  checks " + ", ".join(
+                        f"{k}={v.get('totalResults', v.get('value'))}{'' if v.get('ok') else ' (want %s)' % v.get('want')}"
+                        for k, v in m["checks"].items()) + ("" if m["ok"] else "  NOT OK"))
             if phys:
                 pr = phys_run(args, phys, db, args.seconds, tmpdir)
                 if pr:
@@ -558,13 +918,16 @@ def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> d
                     physruns.append(pr)
                     log("     physlimits " + "  ".join(f"{k} {v['rps']:.0f} req/s (p50 {v['p50_ms']:.2f} ms)"
                                                       for k, v in pr.items() if k != "round"))
-            rs = seed.reset(url, tenant_id)
+            rs = seed.reset(url, tenant_id) if main else {}
             result["rounds"].append({"round": rnd, "reset": rs})
     finally:
         server.stop()
         log(f"  server stopped (exit {server.proc.returncode})")
         try:
-            seed.reset(url, tenant_id)
+            if main:
+                seed.reset(url, tenant_id)
+            if org_marker:
+                orgseed.reset(url, org_marker, log=log)
         except Exception as exc:
             log(f"  final reset failed: {exc}")
 
@@ -584,6 +947,8 @@ def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> d
                   "adds": sum(m[key]["adds"] for m in madd), "errors": sum(m[key]["errors"] for m in madd)}
             for key in ("1k", "N")}
         result["member_add"]["runs"] = madd
+    if org_cases:
+        result["org"] = org_results(org_raw, org_moves, org_specs, result["org_statements"])
     if physruns:
         result["physlimits"] = {
             key: {"case": physruns[0][key]["case"], "rps": median([p[key]["rps"] for p in physruns]),
@@ -595,9 +960,50 @@ def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> d
     return result
 
 
+def org_results(org_raw: dict, org_moves: list[dict], specs: dict, statements: dict) -> dict:
+    out: dict = {"cases": {}}
+    for case, runs in org_raw.items():
+        seqs = [r["seq"] for r in runs]
+        loads = [r["load"] for r in runs if "load" in r]
+        st = statements["filters"].get(case, {})
+        out["cases"][case] = {
+            "filter": specs[case]["filter"], "totalResults": specs[case]["total"],
+            "seq_p50_ms": median([s["p50_ms"] for s in seqs]), "seq_p95_ms": median([s["p95_ms"] for s in seqs]),
+            "seq_requests": sum(s["requests"] for s in seqs),
+            "rps": median([x["rps"] for x in loads]) if loads else None,
+            "load_p50_ms": median([x["p50_ms"] for x in loads]) if loads else None,
+            "load_p95_ms": median([x["p95_ms"] for x in loads]) if loads else None,
+            "errors": sum(s["errors"] for s in seqs) + sum(x["errors"] for x in loads),
+            "probe_ok": all(r["probe"]["ok"] for r in runs),
+            "statements_cold_token": st.get("cold_token", {}).get("statements"),
+            "statements_cached_token": st.get("cached_token", {}).get("statements"),
+            "statement_labels": org_summary(st["cached_token"]) if st else {},
+            "inprocess_ms": st.get("cached_token", {}).get("ms"),
+            "inprocess_page_ms": sum(s["ms"] for s in st.get("cached_token", {}).get("list", [])
+                                     if s["label"].startswith("page rows")),
+            "inprocess_count_ms": sum(s["ms"] for s in st.get("cached_token", {}).get("list", [])
+                                      if s["label"].startswith("count")),
+            "runs": runs}
+    if org_moves:
+        lat = sorted(x for m in org_moves for x in m["latencies_ms"])
+        mv = statements.get("move", {})
+        out["move_unit"] = {
+            "p50_ms": median([m["p50_ms"] for m in org_moves]), "p95_ms": median([m["p95_ms"] for m in org_moves]),
+            "p50_all_ms": percentile(lat, 50), "moves": sum(m["moves"] for m in org_moves),
+            "errors": sum(m["errors"] for m in org_moves),
+            "users_changed": sum(m["users_changed"] for m in org_moves),
+            "memberships_changed": sum(m["memberships_changed"] for m in org_moves),
+            "moved_people": org_moves[0]["moved_people"], "moved_units": org_moves[0]["moved_units"],
+            "ok": all(m["ok"] for m in org_moves),
+            "statements": mv.get("there", {}).get("statements"),
+            "rows_written": mv.get("there", {}).get("rows_written"),
+            "runs": org_moves}
+    return out
+
+
 def ratios(result: dict, raw: dict, physruns: list[dict], madd: list[dict]) -> list[dict]:
     out = []
-    for label, num, den, kind, thr in TARGETS:
+    for label, num, den, _kind, thr in TARGETS:
         if num not in raw or not physruns:
             continue
         per_round = []
@@ -637,8 +1043,13 @@ def print_table(results: dict, args) -> None:
         if "error" in res:
             log(f"\n[{db}] FAILED: {res['error']}")
             continue
-        log(f"\n[{db}]  seed: {'reused' if res['seed'].get('reused') else 'fresh'} "
-            f"({res['seed'].get('seconds', 0):.1f}s)")
+        seeds = [(name, res[key]) for name, key in (("seed", "seed"), ("org seed", "org_seed")) if key in res]
+        log(f"\n[{db}]  " + "; ".join(f"{name}: {'reused' if s.get('reused') else 'fresh'} ({s.get('seconds', 0):.1f}s)"
+                                    for name, s in seeds))
+        if not res["cases"] and not res.get("member_add"):
+            if res.get("org"):
+                print_org(res)
+            continue
         log(f"  {'case':20s} {'req/s':>9s} {'(min-max)':>17s} {'p50 ms':>8s} {'p95 ms':>8s} {'errors':>7s} probe")
         for case, c in res["cases"].items():
             log(f"  {case:20s} {c['rps']:9.1f} {'(%.0f-%.0f)' % (c['rps_min'], c['rps_max']):>17s} "
@@ -653,11 +1064,40 @@ def print_table(results: dict, args) -> None:
             if key != "runs":
                 log(f"  {'phys ' + p['case']:38s} {p['rps']:9.1f} req/s  p50 {p['p50_ms']:.2f} ms  "
                     f"errors {p['errors']}")
+        if res.get("org"):
+            print_org(res)
         for r in res["ratios"]:
             val = "n/a" if r["value"] is None else f"{r['value']:.3f}"
             extra = f" ({r['bytes_1k']} B vs {r['bytes_N']} B)" if "bytes_1k" in r else ""
             log(f"  ratio {r['name']:40s} {val:>7s}  target {r['target']:9s} "
                 f"{'PASS' if r['pass'] else 'FAIL'}{extra}")
+
+
+def print_org(res: dict) -> None:
+    org = res["org"]
+    e = res["org_seed"]["expect"]
+    log(f"  org tree (tenant {orgseed.TENANT}): {e['units']} units, {e['tree_depth']} levels, "
+        f"{res['org_seed']['users']} users, manager hierarchy {e['manager_depth']} levels")
+    load = any(c["rps"] is not None for c in org["cases"].values())
+    log(f"  {'org case':18s} {'total':>7s} {'p50 ms':>9s} {'p95 ms':>9s} {'n':>4s} {'rows SQL':>9s} {'count SQL':>9s} "
+        f"{'stmts':>7s} {'errors':>6s} probe" + (f" {'load req/s':>10s} {'load p50':>9s}" if load else ""))
+    for case, c in org["cases"].items():
+        line = (f"  {case:18s} {c['totalResults']:7d} {c['seq_p50_ms'] or 0:9.2f} {c['seq_p95_ms'] or 0:9.2f} "
+                f"{c['seq_requests']:4d} {c['inprocess_page_ms']:9.2f} {c['inprocess_count_ms']:9.2f} "
+                f"{c['statements_cached_token']!s:>3s}/{c['statements_cold_token']!s:<3s} {c['errors']:6d} "
+                f"{'ok' if c['probe_ok'] else 'FAIL':5s}")
+        if load:
+            line += (f" {c['rps']:10.1f} {c['load_p50_ms']:9.2f}" if c["rps"] is not None else "")
+        log(line)
+    m = org.get("move_unit")
+    if m:
+        log(f"  {'move-unit':18s} {m['moved_people']:7d} {m['p50_ms'] or 0:9.2f} {m['p95_ms'] or 0:9.2f} "
+            f"{m['moves']:4d} {'':9s} {'':9s} {m['statements']!s:>7s} {m['errors']:6d} {'ok' if m['ok'] else 'FAIL':5s}")
+        log(f"    move-unit: rows changed in users {m['users_changed']}, in memberships {m['memberships_changed']} "
+            f"(over all moves); rows written by one move {m['rows_written']}")
+    log("  (total = exact totalResults expected and checked; p50/p95/n = sequential requests over all rounds' "
+        "median; rows/count SQL = ms of the two statements in-process; stmts = SQL statements per request "
+        "with a cached / an uncached token)")
 
 
 def main() -> int:
@@ -675,7 +1115,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=4, help="threads per worker (server default 4)")
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--engine", choices=["auto", "wrk", "python"], default="auto")
-    ap.add_argument("--cases", nargs="*", default=ALL_CASES, choices=ALL_CASES)
+    ap.add_argument("--cases", nargs="*", default=None, choices=ALL_CASES,
+                    help="default: every case but the org ones (" + " ".join(MAIN_CASES) + ")")
     ap.add_argument("--member-adds", type=int, default=200, help="PATCH adds per group per round (also time-bound)")
     ap.add_argument("--physlimits", metavar="PATH", help="path to physlimits.py: also measure the machine limits")
     ap.add_argument("--physlimits-mode", default="gthread4x4", choices=["gthread4x4", "sync2"],
@@ -683,10 +1124,27 @@ def main() -> int:
     ap.add_argument("--physlimits-sqlite", default=os.path.join(tempfile.gettempdir(), "scim-bench-physlimits.db"))
     ap.add_argument("--physlimits-pg-dsn", default="postgresql://postgres@127.0.0.1/scim_bench_physlimits",
                     help="physlimits drops and recreates a 'users' table here: a database of its own")
+    ap.add_argument("--org", action="store_true",
+                    help="the org-tree scenario (cases " + ", ".join(ORG_CASES) + "); without --cases: only it")
+    ap.add_argument("--org-users", type=int, default=100_000, help="users of the bench-org tenant (5,000 units)")
+    ap.add_argument("--org-requests", type=int, default=20,
+                    help="sequential requests per org filter case per round (also time-bound: --org-seconds)")
+    ap.add_argument("--org-seconds", type=float, default=20.0)
+    ap.add_argument("--org-moves", type=int, default=10, help="timed moves per round (there and back; even)")
+    ap.add_argument("--org-move-seconds", type=float, default=60.0)
+    ap.add_argument("--org-load", action="store_true",
+                    help="also a concurrent load run (--seconds, --org-concurrency) per org filter case and round")
+    ap.add_argument("--org-concurrency", type=int, default=4)
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args()
     if args.users < 1 or args.runs < 1 or args.seconds < 1 or args.concurrency < 1:
         ap.error("--users, --runs, --seconds and --concurrency must be positive")
+    if args.cases is None:
+        args.cases = list(ORG_CASES) if args.org else list(MAIN_CASES)
+    elif args.org:
+        args.cases = list(dict.fromkeys(args.cases + ORG_CASES))
+    if args.org_requests < 1 or args.org_moves < 2 or args.org_users < 2000:
+        ap.error("--org-requests >= 1, --org-moves >= 2 and --org-users >= 2000")
     if args.engine == "wrk" and not shutil.which("wrk"):
         ap.error("wrk is not on PATH (apt-get install -y wrk)")
     BASE = (os.environ.get("SCIM_BASE_PATH") or "/scim/v2").rstrip("/")

@@ -19,7 +19,8 @@ import json
 import random
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import Column, MetaData, String, Table, Text, delete, func, insert, select
 
@@ -167,7 +168,7 @@ def ensure_database(url: str, users: int, log=print) -> dict[str, Any]:
                 return dict(marker, reused=True, seconds=time.perf_counter() - t0)
         log(f"  seeding {users} users ...")
         with engine.begin() as conn:
-            conn.execute(delete(marker_table))
+            conn.execute(delete(marker_table).where(marker_table.c.key == "seed"))  # not the org marker
             conn.execute(delete(Tenant).where(Tenant.name == TENANT))  # cascades to everything of it
         sessions = make_session_factory(engine)
         with sessions.begin() as session:
