@@ -19,8 +19,7 @@ def register(app: Flask) -> None:
     def _close_session(_exc) -> None:
         session = g.pop("db", None)
         if session is not None:
-            session.rollback()  # anything not committed by the view is undone
-            session.close()
+            session.close()  # anything not committed by the view is rolled back
         token = g.pop("write_token", None)
         if token is not None:
             write_intent.reset(token)
