@@ -142,6 +142,21 @@ def other_api(app) -> ScimClient:
 
 
 @pytest.fixture
+def cli(app):
+    """Run ``scim-server`` commands against the test database: ``cli("tenant", "list")``."""
+    from click.testing import CliRunner
+
+    from scim_server.cli import main
+
+    env = {"SCIM_DATABASE_URL": app.config["SCIM"].database_url}
+
+    def run(*args):
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
 def anonymous(app) -> ScimClient:
     return ScimClient(app.test_client(), None)
 

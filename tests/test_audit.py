@@ -7,27 +7,13 @@ import json
 import time
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import select
 
-from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, ScimClient, assert_scim_error
-from scim_server.cli import main
+from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, P2L_GROUP, P2L_USER, ScimClient, assert_scim_error
 from scim_server.storage import clients, tenants
 from scim_server.storage.models import AuditEvent, BearerToken, Tenant
 
-P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
-P2L_GROUP = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:Group"
 PASSWORD = "Sup3r-Secret-Passw0rd!"
-
-
-@pytest.fixture
-def cli(app):
-    env = {"SCIM_DATABASE_URL": app.config["SCIM"].database_url}
-
-    def run(*args):
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-    return run
 
 
 def events(app, tenant="acme", resource_id=None):

@@ -8,12 +8,10 @@ import time
 import uuid
 
 import pytest
-from click.testing import CliRunner
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
 
 from conftest import CORE_GROUP, CORE_USER, ScimClient, assert_scim_error
-from scim_server.cli import main
 from scim_server.http import issued_jwt
 
 ISSUER = "https://sts.windows.net/11111111-2222-3333-4444-555555555555/"
@@ -21,16 +19,6 @@ AUDIENCE = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"
 OTHER_ISSUER = "https://sts.windows.net/99999999-2222-3333-4444-555555555555/"
 OTHER_AUDIENCE = "00000000-67b2-4cf2-a259-e3dc5476c621"
 SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
-
-
-@pytest.fixture
-def cli(app):
-    env = {"SCIM_DATABASE_URL": app.config["SCIM"].database_url}
-
-    def run(*args):
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-    return run
 
 
 @pytest.fixture(autouse=True)

@@ -10,13 +10,11 @@ import time
 import uuid
 
 import pytest
-from click.testing import CliRunner
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from sqlalchemy import select, text, update
 
 from conftest import CORE_GROUP, CORE_USER, PATCH_OP, ScimClient, assert_scim_error
-from scim_server.cli import main
 from scim_server.storage import clients, tenants
 from scim_server.storage.models import BearerToken, OAuthClient
 
@@ -86,16 +84,6 @@ def token_with_assertion(http, signed, **extra):
 
 def bearer(app, token) -> ScimClient:
     return ScimClient(app.test_client(), token)
-
-
-@pytest.fixture
-def cli(app):
-    env = {"SCIM_DATABASE_URL": app.config["SCIM"].database_url}
-
-    def run(*args):
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-    return run
 
 
 @pytest.fixture
