@@ -30,13 +30,16 @@ def unit_subtree(seed_unit, seed: ColumnElement[Any], include_seed: bool = True)
     """
     seeds = select(seed_unit.id).where(seed_unit.is_org_unit, seed)
     if include_seed:
-        start = seeds
+        start = select(seed_unit.id, literal(0).label("depth")).where(seed_unit.is_org_unit, seed)
     else:
         first = aliased(Group)
-        start = select(first.id).where(first.parent_id.in_(seeds))
+        start = select(first.id, literal(1).label("depth")).where(first.parent_id.in_(seeds))
     tree = start.cte("unit_subtree", recursive=True, nesting=True)
     child = aliased(Group)
-    tree = tree.union(select(child.id).where(child.parent_id == tree.c.id))
+    # UNION ALL: a tree reaches each unit once, so no de-duplication pass (callers use IN);
+    # the depth bound stops a cycle that slipped in by hand.
+    tree = tree.union_all(select(child.id, tree.c.depth + 1)
+                          .where(child.parent_id == tree.c.id, tree.c.depth < MAX_DEPTH))
     return select(tree.c.id)
 
 
@@ -44,10 +47,12 @@ def report_tree(seed_user, seed: ColumnElement[Any]):
     """A SELECT of the ids of every user managed, directly or not, by a user matching ``seed``
     (a condition on the alias ``seed_user`` of User)."""
     direct = aliased(User)
-    tree = (select(direct.id).where(direct.manager_id.in_(select(seed_user.id).where(seed)))
+    tree = (select(direct.id, literal(1).label("depth"))
+            .where(direct.manager_id.in_(select(seed_user.id).where(seed)))
             .cte("report_tree", recursive=True, nesting=True))
     report = aliased(User)
-    tree = tree.union(select(report.id).where(report.manager_id == tree.c.id))
+    tree = tree.union_all(select(report.id, tree.c.depth + 1)
+                          .where(report.manager_id == tree.c.id, tree.c.depth < MAX_DEPTH))
     return select(tree.c.id)
 
 
