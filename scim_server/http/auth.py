@@ -38,6 +38,8 @@ class AuthenticatedToken:
     actor: str = ""
     #: schema extensions the tenant has switched off (see ``scim-server tenant set --no-master-data``)
     disabled_extensions: frozenset[str] = frozenset()
+    #: the tenant's settings, cached with the token (changes apply within the token cache time)
+    tenant_settings: dict | None = None
 
     def is_expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= utcnow()
@@ -86,27 +88,31 @@ class StoredTokenValidator(BearerTokenValidator):
         token = None
         if row is not None:
             actor = f"client:{row.client_id}" if row.client_id else f"token:{row.id}"
+            settings = tenant_settings(g.db, row.tenant_id)
             token = AuthenticatedToken(row.id, row.tenant_id, row.scope, row.expires_at, actor,
-                                       disabled_extensions(g.db, row.tenant_id))
+                                       disabled_extensions(settings), settings)
         elif issued_jwt.looks_like_jwt(token_string):
             verified = issued_jwt.verify(g.db, token_string)
             if verified is not None:
                 trust, claims = verified
                 expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC)
+                settings = tenant_settings(g.db, trust.tenant_id)
                 token = AuthenticatedToken(None, trust.tenant_id, trust.scope, expires,
                                            f"jwt:{claims.get('iss')}|{claims.get('sub')}",
-                                           disabled_extensions(g.db, trust.tenant_id))
+                                           disabled_extensions(settings), settings)
         if ttl > 0:
             token_cache.put(key, token)
         return token
 
 
-def disabled_extensions(session, tenant_id: int) -> frozenset[str]:
-    """The plan2learn extensions are on unless the tenant switched its master data off."""
+def tenant_settings(session, tenant_id: int) -> dict:
     tenant = session.get(Tenant, tenant_id)
-    if tenant is not None and (tenant.settings or {}).get("master_data") is False:
-        return PLAN2LEARN_EXTENSIONS
-    return frozenset()
+    return dict(tenant.settings or {}) if tenant is not None else {}
+
+
+def disabled_extensions(settings: dict) -> frozenset[str]:
+    """The plan2learn extensions are on unless the tenant switched its master data off."""
+    return PLAN2LEARN_EXTENSIONS if settings.get("master_data") is False else frozenset()
 
 
 class _HeadersOnly:

@@ -31,7 +31,7 @@ def _store(endpoint: str, scope: str) -> ResourceStore:
     rt_name, store_class = STORES[endpoint]
     token = require_token(scope)
     rt = registry().resource_type(rt_name, without=token.disabled_extensions)
-    return store_class(g.db, token.tenant_id, rt, base_url())
+    return store_class(g.db, token.tenant_id, rt, base_url(), token.tenant_settings)
 
 
 def _projection(store: ResourceStore, source=None) -> Projection:

@@ -58,7 +58,7 @@ def _flatten(doc: dict[str, Any]) -> dict[str, Any]:
 def record(session: Session, tenant_id: int, resource_type: str, resource_id: str, operation: str,
            changes: dict[str, Any]) -> None:
     who = current.get()
-    session.execute(insert(AuditEvent).values(
+    session.execute(insert(AuditEvent.__table__).values(  # Core insert: no ORM bookkeeping on every write
         tenant_id=tenant_id, at=utcnow(), actor=who.actor, request_id=who.request_id,
         resource_type=resource_type, resource_id=resource_id, operation=operation, changes=changes))
 
@@ -69,5 +69,5 @@ def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
         return
     who = current.get()
     now = utcnow()
-    session.execute(insert(AuditEvent), [{"at": now, "actor": who.actor, "request_id": who.request_id, **r}
+    session.execute(insert(AuditEvent.__table__), [{"at": now, "actor": who.actor, "request_id": who.request_id, **r}
                                          for r in rows])

@@ -22,14 +22,18 @@ MAPPED = "mapped"
 ATTRIBUTES = ("department", "costCenter", "division", "organization")
 
 
-def tenant_attribute(session: Session, tenant_id: int) -> str | None:
-    tenant = session.get(Tenant, tenant_id)
-    name = (tenant.settings or {}).get("org_unit_attribute") if tenant else None
+def tenant_attribute(session: Session, tenant_id: int, settings: dict[str, Any] | None = None) -> str | None:
+    if settings is None:
+        tenant = session.get(Tenant, tenant_id)
+        settings = (tenant.settings or {}) if tenant else {}
+    name = settings.get("org_unit_attribute")
     return name if name in ATTRIBUTES else None
 
 
-def place(session: Session, tenant_id: int, user: User, doc: dict[str, Any]) -> None:
-    attribute = tenant_attribute(session, tenant_id)
+def place(session: Session, tenant_id: int, user: User, doc: dict[str, Any],
+          settings: dict[str, Any] | None = None) -> None:
+    """``settings``: the tenant's settings when the caller has them (else they are read)."""
+    attribute = tenant_attribute(session, tenant_id, settings)
     if attribute is None:
         return
     value = (doc.get(ENTERPRISE_USER) or {}).get(attribute)

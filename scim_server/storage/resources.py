@@ -31,9 +31,12 @@ class ResourceStore:
     #: attribute name (canonical) -> column attribute name on the model
     column_attributes: dict[str, str] = {"externalId": "external_id"}
 
-    def __init__(self, session: Session, tenant_id: int, rt: ResourceType, base_url: str):
+    def __init__(self, session: Session, tenant_id: int, rt: ResourceType, base_url: str,
+                 tenant_settings: dict[str, Any] | None = None):
         self.session = session
         self.tenant_id = tenant_id
+        #: the tenant's settings as authentication saw them (None: read them when needed)
+        self.tenant_settings = tenant_settings
         self.rt = rt
         self.base_url = base_url
         self.dialect = session.get_bind().dialect.name

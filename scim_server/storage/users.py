@@ -116,7 +116,8 @@ class UserStore(ResourceStore):
         return out
 
     def _write(self, row: User, doc: dict[str, Any]) -> None:
-        self._check_user_name(doc["userName"], row.id)
+        if row.user_name is None or row.user_name.lower() != doc["userName"].lower():
+            self._check_user_name(doc["userName"], row.id)  # the unique index still guards races
         columns, rest = self._split(doc)
         password = rest.pop("password", None)
         ext = dict(rest.pop(ENTERPRISE_USER, None) or {})
@@ -190,7 +191,7 @@ class UserStore(ResourceStore):
     def _after_write(self, row: User, doc: dict[str, Any], employments_changed: bool) -> None:
         """Rules that follow a write: placement by department, then active from employments."""
         if self.master_data:
-            placement.place(self.session, self.tenant_id, row, doc)
+            placement.place(self.session, self.tenant_id, row, doc, self.tenant_settings)
         if employments_changed:
             leavers.evaluate(self.session, user_ids=[row.id], force=True)
             self.session.refresh(row)
