@@ -292,3 +292,11 @@ def test_sort_by_multi_valued_attribute_is_rejected(api, named, attribute):
 def test_sort_by_multi_valued_attribute_on_groups_is_rejected(api):
     api.create_group("g")
     assert_scim_error(api.get("/Groups?sortBy=members"), 400)
+
+
+def test_start_index_beyond_any_integer_column_is_an_empty_page(api):
+    """A startIndex larger than the database's integers once answered 500 (OverflowError)."""
+    api.create_user("only-one")
+    body = api.get("/Users?startIndex=99999999999999999999&count=5").get_json()
+    assert body["totalResults"] == 1
+    assert body["Resources"] == []

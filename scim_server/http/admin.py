@@ -14,7 +14,7 @@ from ..scim.errors import invalid_value
 from ..scim.marshal import format_datetime
 from ..storage.models import AuditEvent
 from .auth import require_token
-from .params import _integer
+from .params import MAX_START_INDEX, _integer
 
 bp = Blueprint("admin", __name__)
 
@@ -51,7 +51,7 @@ def query_events(session, tenant_id: int, resource: str | None, since, until):
 def audit_trail():
     from flask import g
     token = require_token("audit:read")
-    start = max(_integer(request.args.get("startIndex"), "startIndex") or 1, 1)
+    start = min(max(_integer(request.args.get("startIndex"), "startIndex") or 1, 1), MAX_START_INDEX)
     count = min(max(_integer(request.args.get("count"), "count") or 100, 0),
                 current_app.config["SCIM"].max_page_size)
     condition = query_events(g.db, token.tenant_id, request.args.get("resource"), _moment("since"),

@@ -13,6 +13,8 @@ from ..config import Settings
 from ..scim.errors import ScimError, invalid_value
 
 SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+#: Beyond any real result set, and within every database's integer range (an empty page answers it).
+MAX_START_INDEX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def list_query(source: Mapping[str, Any], settings: Settings) -> ListQuery:
     params = _lower_keys(source)
     start = _integer(params.get("startindex"), "startIndex")
     count = _integer(params.get("count"), "count")
-    start = 1 if start is None or start < 1 else start  # RFC 7644 §3.4.2.4: < 1 means 1
+    start = 1 if start is None or start < 1 else min(start, MAX_START_INDEX)  # RFC 7644 §3.4.2.4: < 1 means 1
     count = settings.default_page_size if count is None else max(count, 0)
     count = min(count, settings.max_page_size)
     order = params.get("sortorder")
