@@ -412,3 +412,9 @@ def test_other_tenant_cannot_move_or_delete_unit(api, other_api, tree):
     assert r.status_code == 404
     assert other_api.delete(f"/Groups/{tree['a11']['id']}").status_code == 404
     assert ancestor_ids(get(api, f"/Groups/{tree['a11']['id']}"))[0] == tree["root"]["id"]
+
+
+def test_overlong_unit_code_is_invalid_value_on_every_database(api):
+    """SQLite stored a 200-character unitCode that PostgreSQL refuses: both now answer 400."""
+    r = api.post("/Groups", json=unit_body("Long", code="A" * 200))
+    assert_scim_error(r, 400, "invalidValue")

@@ -87,6 +87,9 @@ class GroupStore(ResourceStore):
         if row.is_org_unit and self.master_data:
             unit = unit or {}
             before = (row.ean, row.parent_id)
+            for name, limit in (("unitCode", 100), ("unitType", 50)):
+                if len(unit.get(name) or "") > limit:
+                    raise invalid_value(f"'{name}' is longer than {limit} characters")
             row.unit_code = unit.get("unitCode")
             row.unit_type = unit.get("unitType")
             row.ean = unit.get("ean")
