@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, json
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from ..scim.errors import ScimError
@@ -48,6 +49,14 @@ def register(app: Flask) -> None:
             headers["Allow"] = error.get_response().headers["Allow"]
         scim_type = "tooMany" if status == 413 else None
         return error_response(status, detail, scim_type, headers)
+
+    @app.errorhandler(IntegrityError)
+    def _conflict(error: IntegrityError) -> Response:
+        # Stores check constraints first and name the attribute; this is the race both checks
+        # passed (two requests creating the same thing at once): the database said no.
+        log.info("integrity conflict: %s", type(error.orig).__name__)
+        return error_response(409, "The change conflicts with a concurrent change; retry the request",
+                              "uniqueness")
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
