@@ -416,3 +416,14 @@ def test_patch_with_excluded_attributes_parameter(api, user):
                              {"op": "replace", "path": "displayName", "value": "X"}))
     assert "emails" not in body
     assert body["displayName"] == "X"
+
+
+def test_replace_a_filtered_value_with_an_object(api):
+    """RFC 7644 §3.5.2.3: a value-path replace takes the replacement value itself (a JSON object).
+    Answered 400 "send a JSON array" before."""
+    user = api.create_user("filtered@x.dk", emails=[{"value": "old@x.dk", "type": "work"},
+                                                     {"value": "home@x.dk", "type": "home"}])
+    r = api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": 'emails[type eq "work"]',
+                                                "value": {"value": "new@x.dk", "type": "work"}})
+    assert r.status_code == 200, r.get_json()
+    assert sorted(e["value"] for e in r.get_json()["emails"]) == ["home@x.dk", "new@x.dk"]

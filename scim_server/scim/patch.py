@@ -279,8 +279,10 @@ class _Engine:
             if target.sub is not None:
                 self._set_sub(op, target.sub, items[i])
             else:
-                new = canonical_value(attr, op.value)
-                new = new[0] if isinstance(new, list) and new else {}
+                # the path selects values, so "value" is one value (an object); a one-element
+                # array is tolerated
+                one = op.value[0] if isinstance(op.value, list) and len(op.value) == 1 else op.value
+                new = (canonical_value(attr, [one]) or [{}])[0]
                 items[i] = {**items[i], **new} if op.op == "add" else new
             if _is_primary(items[i]):
                 preferred.append(items[i])
