@@ -82,11 +82,12 @@ class GroupStore(ResourceStore):
         rest.pop("members", None)
         unit = rest.pop(P2L_GROUP, None)
         declared = P2L_GROUP.lower() in {str(s).lower() for s in doc.get("schemas") or []}
+        was_unit = row.is_org_unit
         if self.master_data and (unit is not None or declared):
             row.is_org_unit = True  # an org unit stays one: its employments and subtree depend on it
         if row.is_org_unit and self.master_data:
             unit = unit or {}
-            before = (row.ean, row.parent_id)
+            before = (row.ean, row.parent_id, row.unit_code)
             for name, limit in (("unitCode", 100), ("unitType", 50)):
                 if len(unit.get(name) or "") > limit:
                     raise invalid_value(f"'{name}' is longer than {limit} characters")
@@ -97,8 +98,11 @@ class GroupStore(ResourceStore):
             if parent_id != row.parent_id:
                 hierarchy.check_parent(self.session, self.tenant_id, row, parent_id)
             row.parent_id = parent_id
-            self._check_unit_code(row)
-            self._tree_changed = before != (row.ean, row.parent_id) or row.effective_ean is None
+            if row.unit_code != before[2]:
+                self._check_unit_code(row)  # the unique index still guards races
+            # A new org unit inherits from its parent; after that only a new ean or a new parent
+            # changes what the unit and its subtree inherit (a rename rewrites nothing).
+            self._tree_changed = not was_unit or before[:2] != (row.ean, row.parent_id)
         for column, value in columns.items():
             setattr(row, column, value)
         row.attributes = rest
