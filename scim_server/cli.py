@@ -23,6 +23,13 @@ def _sessions(settings: Settings):
     return make_session_factory(make_engine(settings.database_url))
 
 
+def _database():
+    """Sessions on the configured database, migrated first (every command may be the first run)."""
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    return _sessions(settings)
+
+
 @click.group()
 def main() -> None:
     """plan2learn SCIM 2.0 provisioning server."""
@@ -76,9 +83,8 @@ def _load_demo(session, tenant_id: int, employees: int = 3000, externals: int = 
 @click.option("--seed", default=2026, show_default=True)
 def demo_command(tenant_name: str, employees: int, externals: int, seed: int) -> None:
     """Create a tenant with a realistic Danish municipality (Solbjerg Kommune) and print a token for it."""
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
-    with _sessions(settings).begin() as session:
+    sessions = _database()
+    with sessions.begin() as session:
         try:
             tenant = tenant_store.create_tenant(session, tenant_name)
         except tenant_store.TenantError as exc:
@@ -96,10 +102,9 @@ def deactivate_leavers(tenant_name: str | None, dry_run: bool) -> None:
     Idempotent: safe to run from cron every few minutes. Prints one line per change.
     """
     from .storage import leavers
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
+    sessions = _database()
     audit.current.set(audit.Actor("system:deactivate-leavers"))
-    with _sessions(settings).begin() as session:
+    with sessions.begin() as session:
         tenant_id = tenant_store.get_tenant(session, tenant_name).id if tenant_name else None
         changes = leavers.evaluate(session, tenant_id=tenant_id, dry_run=dry_run)
         for change in changes:
@@ -130,10 +135,9 @@ def tenant() -> None:
 @tenant.command("create")
 @click.argument("name")
 def tenant_create(name: str) -> None:
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
+    sessions = _database()
     try:
-        with _sessions(settings).begin() as session:
+        with sessions.begin() as session:
             created = tenant_store.create_tenant(session, name)
             click.echo(f"created tenant {created.name!r}", err=True)
     except tenant_store.TenantError as exc:
@@ -158,13 +162,11 @@ def tenant_set(name: str, org_unit_attribute: str | None, jwt_issuer: str | None
                jwt_jwks_uri: str | None, jwt_jwks_file: str | None, jwt_algorithms: str | None,
                no_jwt: bool, master_data: bool | None) -> None:
     """Change a tenant's settings."""
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
     jwt_given = any(v is not None for v in (jwt_issuer, jwt_audience, jwt_jwks_uri, jwt_jwks_file, jwt_algorithms))
     if jwt_given and not (jwt_issuer and jwt_audience and (jwt_jwks_uri or jwt_jwks_file)):
         raise click.UsageError("a JWT trust needs --jwt-issuer, --jwt-audience and --jwt-jwks-uri or --jwt-jwks-file")
     try:
-        with _sessions(settings).begin() as session:
+        with _database().begin() as session:
             found = tenant_store.get_tenant(session, name)
             values = dict(found.settings or {})
             if org_unit_attribute is not None:
@@ -188,9 +190,8 @@ def tenant_list() -> None:
     from sqlalchemy import select
 
     from .storage.models import Tenant
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
-    with _sessions(settings)() as session:
+    sessions = _database()
+    with sessions() as session:
         for row in session.scalars(select(Tenant).order_by(Tenant.name)):
             click.echo(row.name)
 
@@ -207,8 +208,7 @@ def token() -> None:
 @click.option("--expires-in-days", type=int, default=None, help="default: never expires")
 def token_create(tenant_name: str, description: str, scope: str, expires_in_days: int | None) -> None:
     """Create a token and print it (only it) on stdout. It cannot be shown again."""
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
+    sessions = _database()
     try:
         scope = clients.check_scope(scope)
     except tenant_store.TenantError as exc:
@@ -217,7 +217,7 @@ def token_create(tenant_name: str, description: str, scope: str, expires_in_days
     if expires_in_days is not None:
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days)
     try:
-        with _sessions(settings).begin() as session:
+        with sessions.begin() as session:
             found = tenant_store.get_tenant(session, tenant_name)
             value = tenant_store.create_token(session, found, description, scope, expires)
     except tenant_store.TenantError as exc:
@@ -233,9 +233,8 @@ def token_list(tenant_name: str, show_all: bool) -> None:
     from sqlalchemy import select
 
     from .storage.models import BearerToken, utcnow
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
-    with _sessions(settings)() as session:
+    sessions = _database()
+    with sessions() as session:
         found = _tenant_or_fail(session, tenant_name)
         now = utcnow()
         for row in session.scalars(select(BearerToken).where(BearerToken.tenant_id == found.id)
@@ -252,14 +251,13 @@ def token_list(tenant_name: str, show_all: bool) -> None:
 @click.argument("token_id")
 def token_revoke(token_id: str) -> None:
     """Revoke a token by its id (from `token list`); workers stop accepting it within the token cache time."""
-    from .storage.models import BearerToken, utcnow
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
-    with _sessions(settings).begin() as session:
+    from .storage.models import BearerToken
+    sessions = _database()
+    with sessions.begin() as session:
         row = session.get(BearerToken, token_id)
         if row is None:
             raise click.ClickException(f"no token {token_id!r}")
-        row.revoked_at = row.revoked_at or utcnow()
+        clients.revoke_token(session, row)
     click.echo(f"revoked token {token_id}", err=True)
 
 
@@ -276,8 +274,7 @@ def client() -> None:
               help="the client's public JWKS: it authenticates with private_key_jwt instead of a secret")
 def client_create(tenant_name: str, scope: str, description: str, jwks_file: str | None) -> None:
     """Register a client; prints {"client_id", "client_secret"} as JSON (the secret is shown only now)."""
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
+    sessions = _database()
     jwks = None
     if jwks_file:
         with open(jwks_file, encoding="utf-8") as handle:
@@ -285,7 +282,7 @@ def client_create(tenant_name: str, scope: str, description: str, jwks_file: str
         if "keys" not in jwks:
             jwks = {"keys": [jwks]}
     try:
-        with _sessions(settings).begin() as session:
+        with sessions.begin() as session:
             found = tenant_store.get_tenant(session, tenant_name)
             row, secret = clients.create_client(session, found, scope, description, jwks)
             out = {"client_id": row.client_id, "client_secret": secret, "scope": row.scope,
@@ -302,9 +299,8 @@ def client_list(tenant_name: str) -> None:
     from sqlalchemy import select
 
     from .storage.models import OAuthClient
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
-    with _sessions(settings)() as session:
+    sessions = _database()
+    with sessions() as session:
         found = _tenant_or_fail(session, tenant_name)
         for row in session.scalars(select(OAuthClient).where(OAuthClient.tenant_id == found.id)
                                    .order_by(OAuthClient.created)):
@@ -318,9 +314,8 @@ def client_list(tenant_name: str) -> None:
 def client_revoke(client_id: str) -> None:
     """Revoke a client and every token issued to it."""
     from .storage.models import OAuthClient
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
-    with _sessions(settings).begin() as session:
+    sessions = _database()
+    with sessions.begin() as session:
         row = session.get(OAuthClient, client_id)
         if row is None:
             raise click.ClickException(f"no client {client_id!r}")
@@ -339,8 +334,7 @@ def audit_command(tenant_name: str, resource: str | None, since: str | None, lim
 
     from .http.admin import event_json, query_events
     from .storage.models import AuditEvent
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
+    sessions = _database()
     moment = None
     if since:
         try:
@@ -348,7 +342,7 @@ def audit_command(tenant_name: str, resource: str | None, since: str | None, lim
         except ValueError as exc:
             raise click.BadParameter(f"not an ISO 8601 date-time: {since}", param_hint="--since") from exc
         moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    with _sessions(settings)() as session:
+    with sessions() as session:
         found = _tenant_or_fail(session, tenant_name)
         condition = query_events(session, found.id, resource, moment, None)
         for event in session.scalars(select(AuditEvent).where(*condition)
