@@ -193,3 +193,15 @@ def create_unit(api: ScimClient, name: str, parent: str | None = None, **ext) ->
     response = api.post("/Groups", json=unit_body(name, parent, **ext))
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+def filter_list(api: ScimClient, resource: str, expression: str, extra: str = "") -> dict:
+    """GET /<resource>?filter=... (URL-encoded), which must answer a ListResponse."""
+    from urllib.parse import quote
+    body = get_json(api, f"/{resource}?filter={quote(expression)}{extra}")
+    assert LIST in body["schemas"]
+    return body
+
+
+def ids(body: dict) -> set[str]:
+    return {r["id"] for r in body["Resources"]}

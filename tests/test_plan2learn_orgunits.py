@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import LIST, P2L_GROUP, P2L_USER, assert_scim_error, create_unit, get_json, unit_body
+from conftest import P2L_GROUP, P2L_USER, assert_scim_error, create_unit, filter_list, get_json, ids, unit_body
 
 get = get_json
 unit = create_unit
@@ -26,14 +26,7 @@ EAN_B = ean13("579000000002")
 BAD_CHECK = EAN_A[:-1] + str((int(EAN_A[-1]) + 1) % 10)
 
 
-def search(api, resource, expression, extra=""):
-    body = get(api, f"/{resource}?filter={quote(expression)}{extra}")
-    assert LIST in body["schemas"]
-    return body
-
-
-def ids(body):
-    return {r["id"] for r in body["Resources"]}
+search = filter_list
 
 
 def ext(resource):

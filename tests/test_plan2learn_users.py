@@ -12,12 +12,13 @@ from conftest import (
     CORE_GROUP,
     CORE_USER,
     ENTERPRISE,
-    LIST,
     P2L_GROUP,
     P2L_USER,
     assert_scim_error,
     create_unit,
+    filter_list,
     get_json,
+    ids,
 )
 
 get = get_json
@@ -43,13 +44,7 @@ def parse(value: str) -> dt.datetime:
 
 
 def search(api, expression, extra=""):
-    body = get(api, f"/Users?filter={quote(expression)}{extra}")
-    assert LIST in body["schemas"]
-    return body
-
-
-def ids(body):
-    return {r["id"] for r in body["Resources"]}
+    return filter_list(api, "Users", expression, extra)
 
 
 def p2l(user):
