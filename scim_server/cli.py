@@ -344,7 +344,7 @@ def audit_command(tenant_name: str, resource: str | None, since: str | None, lim
         moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     with sessions() as session:
         found = _tenant_or_fail(session, tenant_name)
-        condition = query_events(session, found.id, resource, moment, None)
+        condition = query_events(found.id, resource, moment, None)
         for event in session.scalars(select(AuditEvent).where(*condition)
                                      .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)):
             click.echo(json.dumps(event_json(event), ensure_ascii=False))

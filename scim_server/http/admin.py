@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import func, select
 
 from ..scim.errors import invalid_value
@@ -36,7 +36,8 @@ def event_json(event: AuditEvent) -> dict:
             "resourceId": event.resource_id, "operation": event.operation, "changes": event.changes}
 
 
-def query_events(session, tenant_id: int, resource: str | None, since, until):
+def query_events(tenant_id: int, resource: str | None, since, until) -> list:
+    """The conditions selecting a tenant's events (shared with ``scim-server audit``)."""
     condition = [AuditEvent.tenant_id == tenant_id]
     if resource:
         condition.append(AuditEvent.resource_id == resource)
@@ -49,12 +50,11 @@ def query_events(session, tenant_id: int, resource: str | None, since, until):
 
 @bp.get("/admin/v1/audit")
 def audit_trail():
-    from flask import g
     token = require_token("audit:read")
     start = min(max(_integer(request.args.get("startIndex"), "startIndex") or 1, 1), MAX_START_INDEX)
     count = min(max(_integer(request.args.get("count"), "count") or 100, 0),
                 current_app.config["SCIM"].max_page_size)
-    condition = query_events(g.db, token.tenant_id, request.args.get("resource"), _moment("since"),
+    condition = query_events(token.tenant_id, request.args.get("resource"), _moment("since"),
                              _moment("until"))
     total = g.db.scalar(select(func.count()).select_from(AuditEvent).where(*condition))
     rows = g.db.scalars(select(AuditEvent).where(*condition).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())

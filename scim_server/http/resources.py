@@ -143,8 +143,9 @@ def replace_resource(endpoint: str, resource_id: str) -> Response:
     row = _find(store, resource_id, for_update=True)
     _check_if_match(row)
     doc = _resource_body(store)
-    marshal.check_immutable(store.rt, store.stored_document(row), doc)
-    audit_before = store.audit_state(row)
+    stored = store.stored_document(row)
+    marshal.check_immutable(store.rt, stored, doc)
+    audit_before = store.audit_state(row, stored)
     store.replace(row, doc)
     store.audit(row, "replace", audit_before, store.audit_state(row), store.collection_changes())
     commit()
@@ -158,7 +159,7 @@ def patch_resource(endpoint: str, resource_id: str) -> Response:
     _check_if_match(row)
     raw_ops = patch.parse_operations(json_body(), current_app.config["SCIM"].max_patch_operations)
     before = store.stored_document(row)
-    audit_before = store.audit_state(row)
+    audit_before = store.audit_state(row, before)
     collections = store.collections(row)
     after = before
     for raw in raw_ops:  # each quirk sees the resource as the earlier operations left it

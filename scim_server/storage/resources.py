@@ -159,9 +159,10 @@ class ResourceStore:
         """Changes to row-backed attributes made through ``collections`` (for the audit trail)."""
         return {}
 
-    def audit_state(self, row) -> dict[str, Any]:
-        """The resource as the audit trail compares it before and after a write."""
-        return self.stored_document(row)
+    def audit_state(self, row, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The resource as the audit trail compares it before and after a write
+        (``stored``: its stored document, when the caller has it already)."""
+        return dict(stored) if stored is not None else self.stored_document(row)
 
     def audit(self, row, operation: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
               extra: dict[str, Any] | None = None) -> None:

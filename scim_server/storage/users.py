@@ -163,10 +163,12 @@ class UserStore(ResourceStore):
             self.employments(row).replace((doc.get(P2L_USER) or {}).get("employments") or [])
         self._after_write(row, doc, employments_changed=self.master_data)
 
-    def audit_state(self, row: User) -> dict[str, Any]:
-        state = self.stored_document(row)
+    def audit_state(self, row: User, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+        state = super().audit_state(row, stored)
         if row.password_hash:
             state["password"] = row.password_hash  # compared, then recorded only as "changed"
+        if not self.master_data:
+            return state
         jobs = self.session.execute(EMPLOYMENTS_OF_USER, {"uid": row.id}).all()
         if jobs:
             state[f"{P2L_USER}"] = {**(state.get(P2L_USER) or {}), "employments": [
