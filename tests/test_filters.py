@@ -596,3 +596,35 @@ def test_post_root_search_user_only_attribute(api, people):
 def test_search_without_search_request_schema_is_rejected(api, people):
     response = api.post("/Users/.search", json={"filter": 'userName eq "alice"'})
     assert_scim_error(response, 400)
+
+
+# ------------------------------------------------- one compiled statement per filter shape
+
+
+def test_same_shape_new_values_match_their_own_resources(api, people):
+    """A filter is compiled once per shape and its values bound per request: every value of
+    a shape must still find exactly its own resources, escapes and case folding included."""
+    assert user_names(api, 'userName eq "alice"') == {"alice"}
+    assert user_names(api, 'userName eq "BOB"') == {"bob"}
+    assert user_names(api, 'userName eq "nobody"') == set()
+    assert user_names(api, 'emails[type eq "work" and value co "@x.dk"]') == {"alice", "carol"}
+    assert user_names(api, 'emails[type eq "home" and value co "@x.dk"]') == {"bob"}
+    assert user_names(api, 'displayName co "%"') == set()  # a LIKE wildcard in a value stays literal
+    assert user_names(api, 'displayName co "Berg"') == {"bob"}
+
+
+def test_placeholder_lookalike_values_are_values(api):
+    """The shape's placeholders ("#0", "#1") cannot be confused with values that look like them."""
+    api.create_user("#0")
+    api.create_user("#1")
+    assert user_names(api, 'userName eq "#1"') == {"#1"}
+    assert user_names(api, 'userName eq "#1" or userName eq "#0"') == {"#0", "#1"}
+    assert user_names(api, 'userName eq "x" or userName eq "#0"') == {"#0"}
+
+
+def test_a_bad_value_of_a_known_shape_is_still_invalid_filter(api, people):
+    assert user_names(api, 'meta.created gt "2000-01-01T00:00:00Z"') == ALL
+    bad_filter(api, 'meta.created gt "not a date"')
+    assert user_names(api, "active eq true") == {"alice", "carol", "dave"}
+    bad_filter(api, 'active eq "true"')  # quoted: a string, not a boolean
+    bad_filter(api, 'displayName eq "x" and active co "t"')  # co is no boolean operator

@@ -14,6 +14,7 @@ RFC 7644 §3.4.2.2) with three corrections made here, each covered by tests:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,6 +37,29 @@ class ScimFilterLexer(SCIMLexer):
     def COMP_VALUE(self, t):  # noqa: N802 (sly's token naming)
         t.value = QuotedString(json.loads(t.value))
         return t
+
+
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def lift_values(text: str) -> tuple[str, tuple[str, ...]]:
+    """Split a filter into its shape and its quoted values.
+
+    ``userName eq "bjensen"`` becomes ``userName eq "#0"`` and ``("bjensen",)``. An IdP asks
+    the same few shapes with ever new values, so a filter is compiled once per shape and its
+    values are bound when the statement runs (see ``filters.FilterTemplate``). In the
+    grammar a double quote only ever opens a compValue, so every quoted string is a value.
+    """
+    values: list[str] = []
+
+    def slot(match: re.Match) -> str:
+        try:
+            values.append(QuotedString(json.loads(match.group(0))))
+        except ValueError as exc:
+            raise invalid_filter(f"Malformed string {match.group(0)} in the filter") from exc
+        return f'"#{len(values) - 1}"'
+
+    return _QUOTED.sub(slot, text), tuple(values)
 
 
 @lru_cache(maxsize=4096)

@@ -17,11 +17,13 @@ Every leaf compiles to an expression that is TRUE or FALSE, never NULL, so that
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from scim2_filter_parser import ast
-from sqlalchemy import and_, func, not_, or_, true
+from sqlalchemy import and_, bindparam, func, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -57,13 +59,40 @@ class Resolver(Protocol):
 
 
 def compile_filter(rt: ResourceType, text: str, resolver: Resolver) -> SQL:
+    """A filter with its values in the SQL (for a filter compiled once and used once)."""
     return FilterCompiler(rt, resolver).compile(parse_filter(text))
 
 
+@dataclass(frozen=True)
+class FilterTemplate:
+    """A filter shape compiled once: SQL with a bind parameter where each quoted value goes.
+
+    ``binders`` says, per parameter, which value of the filter (by position, see
+    ``filter_parser.lift_values``) it takes and how that value becomes the parameter
+    (typed, case-folded, made a LIKE pattern), so ``bind`` checks values exactly as a
+    one-off compilation would, and raises the same 400 invalidFilter.
+    """
+
+    condition: SQL
+    binders: tuple[tuple[str, int, Callable[[Any], Any]], ...]
+
+    def bind(self, values: Sequence[str]) -> dict[str, Any]:
+        return {name: convert(values[index]) for name, index, convert in self.binders}
+
+
+def compile_template(rt: ResourceType, shape: str, resolver: Resolver) -> FilterTemplate:
+    """Compile the shape of a filter, whose quoted values are the placeholders ``"#0"``, ``"#1"`` ..."""
+    compiler = FilterCompiler(rt, resolver, template=True)
+    condition = compiler.compile(parse_filter(shape))
+    return FilterTemplate(condition, tuple(compiler.binders))
+
+
 class FilterCompiler:
-    def __init__(self, rt: ResourceType, resolver: Resolver):
+    def __init__(self, rt: ResourceType, resolver: Resolver, template: bool = False):
         self.rt = rt
         self.resolver = resolver
+        #: when compiling a template: (parameter name, value position, conversion) per quoted value
+        self.binders: list[tuple[str, int, Callable[[Any], Any]]] | None = [] if template else None
 
     # ------------------------------------------------------------- structure
     def compile(self, node, element: tuple[Attribute, Element] | None = None) -> SQL:
@@ -188,43 +217,53 @@ class FilterCompiler:
             if op == "ne":
                 return expr.isnot(None)
             raise invalid_filter(f"Operator '{op}' cannot compare with null")
-        value = self._typed_value(expr, attr, op, raw)
+        _check_operator(attr, op)
         fold = attr.type in ("string", "reference") and not attr.case_exact
+        value = self._value(raw, partial(self._parameter, expr, attr, op, fold))
         left = func.lower(expr) if fold else expr
-        if fold:
-            value = value.lower()
         present = expr.isnot(None)
         if op == "eq":
             return and_(present, left == value)
         if op == "ne":
             return or_(expr.is_(None), left != value)
         if op in _SUBSTRING:
-            pattern = escape_like(value)
-            pattern = {"co": f"%{pattern}%", "sw": f"{pattern}%", "ew": f"%{pattern}"}[op]
-            return and_(present, left.like(pattern, escape="\\"))
+            return and_(present, left.like(value, escape="\\"))
         if op in _ORDERING:
             comparison = {"gt": left > value, "ge": left >= value, "lt": left < value, "le": left <= value}[op]
             return and_(present, comparison)
         raise invalid_filter(f"The operator '{op}' is not supported")
 
+    def _value(self, raw: Any, convert: Callable[[Any], Any]) -> Any:
+        """The compared value: converted now, or (in a template, for a quoted value) a bind
+        parameter converted when the template is bound."""
+        if self.binders is None or not isinstance(raw, QuotedString):
+            return convert(raw)
+        name = f"filter_value_{len(self.binders)}"
+        self.binders.append((name, int(raw[1:]), convert))
+        return bindparam(name)
+
+    def _parameter(self, expr: SQL, attr: Attribute, op: str, fold: bool, raw: Any) -> Any:
+        """What the database compares with: the typed value, case-folded, as a LIKE pattern."""
+        value = self._typed_value(expr, attr, op, raw)
+        if fold:
+            value = value.lower()
+        if op in _SUBSTRING:
+            pattern = escape_like(value)
+            value = {"co": f"%{pattern}%", "sw": f"{pattern}%", "ew": f"%{pattern}"}[op]
+        return value
+
     def _typed_value(self, expr: SQL, attr: Attribute, op: str, raw: Any) -> Any:
         kind = attr.type
         if kind == "boolean":
-            if op not in ("eq", "ne"):
-                raise invalid_filter(f"Operator '{op}' is not valid for boolean '{attr.path}'")
             if isinstance(raw, QuotedString) or raw not in ("true", "false"):
                 raise invalid_filter(f"'{attr.path}' is boolean: compare with true or false")
             return raw == "true"
         if kind in ("integer", "decimal"):
-            if op in _SUBSTRING:
-                raise invalid_filter(f"Operator '{op}' is not valid for numeric '{attr.path}'")
             try:
                 return int(raw) if kind == "integer" else float(raw)
             except ValueError as exc:
                 raise invalid_filter(f"'{attr.path}' is numeric: {raw!r} is not a number") from exc
         if kind == "dateTime":
-            if op in _SUBSTRING:
-                raise invalid_filter(f"Operator '{op}' is not valid for dateTime '{attr.path}'")
             try:
                 moment = dt.datetime.fromisoformat(str(raw))
             except ValueError as exc:
@@ -234,11 +273,22 @@ class FilterCompiler:
             if _is_datetime_column(expr):
                 return moment
             return format_datetime(moment)
-        if kind == "binary":
-            raise invalid_filter(f"Binary attribute '{attr.path}' cannot be filtered")
         if not isinstance(raw, QuotedString):
             raise invalid_filter(f"'{attr.path}' is a string: quote the value")
         return str(raw)
+
+
+def _check_operator(attr: Attribute, op: str) -> None:
+    """Operators that an attribute's type rules out, whatever the value."""
+    kind = attr.type
+    if kind == "boolean" and op not in ("eq", "ne"):
+        raise invalid_filter(f"Operator '{op}' is not valid for boolean '{attr.path}'")
+    if kind in ("integer", "decimal") and op in _SUBSTRING:
+        raise invalid_filter(f"Operator '{op}' is not valid for numeric '{attr.path}'")
+    if kind == "dateTime" and op in _SUBSTRING:
+        raise invalid_filter(f"Operator '{op}' is not valid for dateTime '{attr.path}'")
+    if kind == "binary":
+        raise invalid_filter(f"Binary attribute '{attr.path}' cannot be filtered")
 
 
 def _is_datetime_column(expr: SQL) -> bool:

@@ -8,15 +8,17 @@ with the page size (no N+1). ``users`` and ``groups`` hold the two stores.
 """
 from __future__ import annotations
 
-from functools import cache
+from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from ..scim.errors import ScimError, invalid_value
-from ..scim.filters import compile_filter
+from ..scim.filter_parser import lift_values
+from ..scim.filters import FilterTemplate, compile_template
 from ..scim.marshal import format_datetime
 from ..scim.projection import Projection
 from ..scim.schemas import ResourceType
@@ -58,46 +60,16 @@ class ResourceStore:
                start_index: int, count: int) -> tuple[int, list[Any]]:
         """One page and the exact total. A short page tells the total by itself (the usual
         answer to an IdP's matching query), so the count query runs only when it must."""
-        m = self.model
-        condition = [m.tenant_id == self.tenant_id]
-        if filter_text:
-            condition.append(compile_filter(self.rt, filter_text, self.resolver))
+        shape, values = lift_values(filter_text) if filter_text else (None, ())
+        plan = _search_plan(type(self), self.rt, self.dialect, shape, sort_by, descending)
+        params = {"tid": self.tenant_id, **(plan.filter.bind(values) if plan.filter else {})}
+        connection = self.session.connection()
         rows: list[Any] = []
         if count > 0:
-            order = self._order(sort_by, descending, filtered=bool(filter_text))
-            page = (select(m.id).where(*condition).order_by(*order)
-                    .offset(start_index - 1).limit(count).subquery())
-            table = m.__table__
-            rows = list(self.session.connection().execute(
-                select(table).join(page, table.c.id == page.c.id).order_by(*order)))
+            rows = list(connection.execute(plan.page, {**params, "skip": start_index - 1, "take": count}))
             if 0 < len(rows) < count or (not rows and start_index == 1):
                 return start_index - 1 + len(rows), rows
-        total = self.session.scalar(select(func.count()).select_from(m).where(*condition))
-        return total, rows
-
-    def _order(self, sort_by: str | None, descending: bool, filtered: bool = False) -> list[Any]:
-        m = self.model
-        if not sort_by:
-            if filtered and self.dialect == "sqlite":
-                # Without statistics SQLite prefers the (tenant, created) index to avoid a sort and
-                # then scans every row for the filter; an expression keeps it on the filter's index
-                # (userName, externalId eq ...). The order is the same.
-                return [func.coalesce(m.created, m.created), m.id]
-            return [m.created, m.id]
-        resolved = self.rt.resolve(sort_by)
-        if resolved is None:
-            raise invalid_value(f"Unknown sortBy attribute '{sort_by}'")
-        attr, sub = resolved
-        target = sub or attr
-        if attr.multi_valued or target.is_complex or not target.filterable:
-            raise invalid_value(f"sortBy must name a singular attribute, not '{sort_by}'")
-        expr = self.resolver.scalar(attr, sub)
-        if expr is None:
-            raise invalid_value(f"Cannot sort by '{sort_by}'")
-        if target.type in ("string", "reference") and not target.case_exact:
-            expr = func.lower(expr)
-        expr = expr.desc().nulls_first() if descending else expr.asc().nulls_last()
-        return [expr, m.id.desc() if descending else m.id]
+        return connection.scalar(plan.count, params), rows
 
     # --------------------------------------------------------------- documents
     def location(self, resource_id: str) -> str:
@@ -184,6 +156,62 @@ class ResourceStore:
 
     def _integrity_error(self, exc: IntegrityError) -> ScimError:
         return ScimError(409, "The change conflicts with an existing resource", "uniqueness")
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """The statements of one kind of search, built once: the page of rows and the count."""
+
+    filter: FilterTemplate | None
+    page: Select
+    count: Select
+
+
+@lru_cache(maxsize=1024)
+def _search_plan(store_class: type[ResourceStore], rt: ResourceType, dialect: str, shape: str | None,
+                 sort_by: str | None, descending: bool) -> SearchPlan:
+    """Statements for a filter shape and sort order, with the tenant, the filter's values, the
+    offset and the page size as bind parameters. Building a statement and its cache key costs
+    more than running it, and IdPs repeat the same few searches with new values."""
+    model = store_class.model
+    resolver = store_class.resolver_class(rt, dialect)
+    template = compile_template(rt, shape, resolver) if shape else None
+    condition = [model.tenant_id == bindparam("tid")]
+    if template is not None:
+        condition.append(template.condition)
+    order = _order(model, rt, resolver, dialect, sort_by, descending, filtered=template is not None)
+    # a deferred join: the filter, sort and offset walk ids only, then the page's rows are read
+    ids = (select(model.id).where(*condition).order_by(*order)
+           .offset(bindparam("skip")).limit(bindparam("take")).subquery())
+    table = model.__table__
+    page = select(table).join(ids, table.c.id == ids.c.id).order_by(*order)
+    count = select(func.count()).select_from(table).where(*condition)
+    return SearchPlan(template, page, count)
+
+
+def _order(model, rt: ResourceType, resolver, dialect: str, sort_by: str | None, descending: bool,
+           filtered: bool) -> list[Any]:
+    if not sort_by:
+        if filtered and dialect == "sqlite":
+            # Without statistics SQLite prefers the (tenant, created) index to avoid a sort and
+            # then scans every row for the filter; an expression keeps it on the filter's index
+            # (userName, externalId eq ...). The order is the same.
+            return [func.coalesce(model.created, model.created), model.id]
+        return [model.created, model.id]
+    resolved = rt.resolve(sort_by)
+    if resolved is None:
+        raise invalid_value(f"Unknown sortBy attribute '{sort_by}'")
+    attr, sub = resolved
+    target = sub or attr
+    if attr.multi_valued or target.is_complex or not target.filterable:
+        raise invalid_value(f"sortBy must name a singular attribute, not '{sort_by}'")
+    expr = resolver.scalar(attr, sub)
+    if expr is None:
+        raise invalid_value(f"Cannot sort by '{sort_by}'")
+    if target.type in ("string", "reference") and not target.case_exact:
+        expr = func.lower(expr)
+    expr = expr.desc().nulls_first() if descending else expr.asc().nulls_last()
+    return [expr, model.id.desc() if descending else model.id]
 
 
 @cache
