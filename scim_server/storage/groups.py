@@ -68,7 +68,7 @@ class GroupStore(ResourceStore):
                  .outerjoin(member_group, member_group.id == Membership.member_group_id)
                  .where(Membership.group_id.in_(group_ids)).order_by(Membership.id))
         out: dict[str, list[dict[str, Any]]] = {g: [] for g in group_ids}
-        for group_id, user_id, sub_group_id, user_display, group_display in self.session.execute(query):
+        for group_id, user_id, sub_group_id, user_display, group_display in self.session.connection().execute(query):
             if user_id:
                 out[group_id].append({"value": user_id, "$ref": f"{self.base_url}/Users/{user_id}",
                                       "display": user_display, "type": "User"})

@@ -89,7 +89,7 @@ def unit_ancestors(session: Session, unit_ids: set[str]) -> dict[str, list[tuple
     if not unit_ids:
         return {}
     out: dict[str, list[tuple[str, str, str | None]]] = {u: [] for u in unit_ids}
-    for start_id, unit_id, _depth, name, ean in session.execute(UNIT_ANCESTORS, {"unit_ids": list(unit_ids)}):
+    for start_id, unit_id, _depth, name, ean in session.connection().execute(UNIT_ANCESTORS, {"unit_ids": list(unit_ids)}):
         out[start_id].append((unit_id, name, ean))
     return out
 
@@ -99,7 +99,7 @@ def manager_chains(session: Session, manager_ids: set[str]) -> dict[str, list[tu
     if not manager_ids:
         return {}
     out: dict[str, list[tuple[str, str | None]]] = {m: [] for m in manager_ids}
-    for start_id, user_id, name in session.execute(MANAGER_CHAINS, {"manager_ids": list(manager_ids)}):
+    for start_id, user_id, name in session.connection().execute(MANAGER_CHAINS, {"manager_ids": list(manager_ids)}):
         out[start_id].append((user_id, name))
     return out
 

@@ -52,7 +52,7 @@ class UserStore(ResourceStore):
         jobs: dict[str, list[Membership]] = {i: [] for i in ids}
         unit_eans: dict[str, str | None] = {}
         if ids and (want_groups or want_employments or want_units or want_ean):
-            for membership in self.session.execute(MEMBERSHIPS_OF_USERS, {"ids": ids}):
+            for membership in self.session.connection().execute(MEMBERSHIPS_OF_USERS, {"ids": ids}):
                 name, is_unit, unit_ean = membership.display_name, membership.is_org_unit, membership.effective_ean
                 groups[membership.user_id].append({"value": membership.group_id, "display": name,
                                                    "$ref": f"{self.base_url}/Groups/{membership.group_id}",
@@ -67,7 +67,7 @@ class UserStore(ResourceStore):
         chains = hierarchy.manager_chains(self.session, manager_ids) if want_chain else {}
         managers: dict[str, str | None] = {}
         if manager_ids and not want_chain:
-            managers = dict(self.session.execute(DISPLAY_NAMES, {"ids": list(manager_ids)}).all())
+            managers = dict(self.session.connection().execute(DISPLAY_NAMES, {"ids": list(manager_ids)}).all())
         for chain in chains.values():
             managers.update({chain[0][0]: chain[0][1]} if chain else {})
         out = []
@@ -169,7 +169,7 @@ class UserStore(ResourceStore):
             state["password"] = row.password_hash  # compared, then recorded only as "changed"
         if not self.master_data:
             return state
-        jobs = self.session.execute(EMPLOYMENTS_OF_USER, {"uid": row.id}).all()
+        jobs = self.session.connection().execute(EMPLOYMENTS_OF_USER, {"uid": row.id}).all()
         if jobs:
             state[f"{P2L_USER}"] = {**(state.get(P2L_USER) or {}), "employments": [
                 {"value": j.group_id, "title": j.title, "startDate": _iso(j.start_date),
