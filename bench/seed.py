@@ -113,7 +113,7 @@ def form_signature(convert) -> str:
     return json.dumps(doc, sort_keys=True)
 
 
-def _read_marker(engine) -> dict[str, Any] | None:
+def read_marker(engine) -> dict[str, Any] | None:
     _marker_md.create_all(engine)
     with engine.connect() as conn:
         raw = conn.scalar(select(marker_table.c.value).where(marker_table.c.key == "seed"))
@@ -154,7 +154,7 @@ def ensure_database(url: str, users: int, log=print) -> dict[str, Any]:
     upgrade(url)
     engine = make_engine(url)
     try:
-        marker = _read_marker(engine)
+        marker = read_marker(engine)
         convert = server_pipeline()
         form = form_signature(convert)
         if (marker and marker.get("users") == users and marker.get("version") == SEED_VERSION
