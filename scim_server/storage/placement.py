@@ -31,11 +31,12 @@ def tenant_attribute(session: Session, tenant_id: int, settings: dict[str, Any] 
 
 
 def place(session: Session, tenant_id: int, user: User, doc: dict[str, Any],
-          settings: dict[str, Any] | None = None) -> None:
-    """``settings``: the tenant's settings when the caller has them (else they are read)."""
+          settings: dict[str, Any] | None = None) -> bool:
+    """Employ the user where the mapped attribute says; True when a membership row changed.
+    ``settings``: the tenant's settings when the caller has them (else they are read)."""
     attribute = tenant_attribute(session, tenant_id, settings)
     if attribute is None:
-        return
+        return False
     value = (doc.get(ENTERPRISE_USER) or {}).get(attribute)
     unit_id = None
     if isinstance(value, str) and value.strip():
@@ -48,17 +49,18 @@ def place(session: Session, tenant_id: int, user: User, doc: dict[str, Any],
     current = session.execute(select(Membership.id, Membership.group_id).where(
         Membership.user_id == user.id, Membership.source == MAPPED)).all()
     if [g for _, g in current] == ([unit_id] if unit_id else []):
-        return
+        return False
     if current:
         session.execute(delete(Membership).where(Membership.id.in_([i for i, _ in current]))
                         .execution_options(synchronize_session=False))
     if unit_id is None:
-        return
+        return True
     already = session.scalar(select(Membership.id).where(Membership.user_id == user.id,
                                                          Membership.group_id == unit_id))
     if already is not None:
-        return  # the client already employs the user there
+        return bool(current)  # the client already employs the user there
     has_primary = session.scalar(select(Membership.id).where(Membership.user_id == user.id,
                                                              Membership.is_primary).limit(1))
     session.execute(insert(Membership).values(tenant_id=tenant_id, group_id=unit_id, user_id=user.id,
                                               is_primary=has_primary is None, source=MAPPED, created=utcnow()))
+    return True

@@ -29,6 +29,11 @@ class UserStore(ResourceStore):
     #: plan2learn attributes computed on read, never stored from input
     computed = ("orgUnits", "managerChain", "effectiveEan")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        #: user id -> membership rows read in this request (see ``_membership_rows``)
+        self._memberships: dict[str, list[Any]] = {}
+
     def stored_document(self, row: User) -> dict[str, Any]:
         doc = super().stored_document(row)
         if row.manager_id:
@@ -52,7 +57,8 @@ class UserStore(ResourceStore):
         jobs: dict[str, list[Membership]] = {i: [] for i in ids}
         unit_eans: dict[str, str | None] = {}
         if ids and (want_groups or want_employments or want_units or want_ean):
-            for membership in self.session.connection().execute(MEMBERSHIPS_OF_USERS, {"ids": ids}):
+            memberships = self._membership_rows(ids)
+            for membership in (m for i in ids for m in memberships[i]):
                 name, is_unit, unit_ean = membership.display_name, membership.is_org_unit, membership.effective_ean
                 groups[membership.user_id].append({"value": membership.group_id, "display": name,
                                                    "$ref": f"{self.base_url}/Groups/{membership.group_id}",
@@ -87,6 +93,24 @@ class UserStore(ResourceStore):
             doc["schemas"] = self.schemas_of(doc)
             out.append(doc)
         return out
+
+    def _membership_rows(self, user_ids: list[str]) -> dict[str, list[Any]]:
+        """The users' membership rows (with their groups' names), read once per request.
+
+        A write reads them for the audit trail before it changes anything; unless the write
+        changes memberships (``_memberships_changed``), the audit's "after" and the response
+        reuse them instead of reading them again."""
+        known = self._memberships
+        missing = [i for i in user_ids if i not in known]
+        if missing:
+            for i in missing:
+                known[i] = []
+            for membership in self.session.connection().execute(MEMBERSHIPS_OF_USERS, {"ids": missing}):
+                known[membership.user_id].append(membership)
+        return known
+
+    def _memberships_changed(self, user_id: str) -> None:
+        self._memberships.pop(user_id, None)
 
     def _plan2learn(self, row: User, jobs, ancestors, chains, unit_eans) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -151,6 +175,7 @@ class UserStore(ResourceStore):
         self._write(row, doc)
         self.session.add(row)
         self._flush()
+        self._memberships[row.id] = []  # a new user is in no group yet
         jobs = (doc.get(P2L_USER) or {}).get("employments")
         if jobs:
             self.employments(row).replace(jobs)
@@ -169,7 +194,8 @@ class UserStore(ResourceStore):
             state["password"] = row.password_hash  # compared, then recorded only as "changed"
         if not self.master_data:
             return state
-        jobs = self.session.connection().execute(EMPLOYMENTS_OF_USER, {"uid": row.id}).all()
+        jobs = sorted((m for m in self._membership_rows([row.id])[row.id] if m.is_org_unit),
+                      key=lambda m: m.group_id)
         if jobs:
             state[f"{P2L_USER}"] = {**(state.get(P2L_USER) or {}), "employments": [
                 {"value": j.group_id, "title": j.title, "startDate": _iso(j.start_date),
@@ -192,8 +218,9 @@ class UserStore(ResourceStore):
 
     def _after_write(self, row: User, doc: dict[str, Any], employments_changed: bool) -> None:
         """Rules that follow a write: placement by department, then active from employments."""
-        if self.master_data:
-            placement.place(self.session, self.tenant_id, row, doc, self.tenant_settings)
+        placed = self.master_data and placement.place(self.session, self.tenant_id, row, doc, self.tenant_settings)
+        if placed or employments_changed:
+            self._memberships_changed(row.id)
         if employments_changed:
             leavers.evaluate(self.session, user_ids=[row.id], force=True)
             self.session.refresh(row)
@@ -219,11 +246,6 @@ MEMBERSHIPS_OF_USERS = (select(Membership.id, Membership.user_id, Membership.gro
                         .join(Group, Group.id == Membership.group_id)
                         .where(Membership.user_id.in_(bindparam("ids", expanding=True)))
                         .order_by(Group.display_name, Group.id))
-EMPLOYMENTS_OF_USER = (select(Membership.group_id, Membership.title, Membership.start_date, Membership.end_date,
-                              Membership.is_primary)
-                       .join(Group, Group.id == Membership.group_id)
-                       .where(Membership.user_id == bindparam("uid"), Group.is_org_unit)
-                       .order_by(Membership.group_id))
 USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
                                         func.lower(User.user_name) == bindparam("name"), User.id != bindparam("own"))
 DISPLAY_NAMES = select(User.id, User.display_name).where(User.id.in_(bindparam("ids", expanding=True)))
