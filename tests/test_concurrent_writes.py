@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import CORE_USER
+from conftest import CORE_USER, ENTERPRISE, P2L_GROUP, create_unit
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 THREADS = 8
@@ -72,3 +72,56 @@ def test_failed_writes_leave_the_queue(api):
     thread.start()
     thread.join(30)
     assert done.is_set(), "the write after failed writes did not get its turn"
+
+
+def _race(first, second) -> list[int]:
+    """Run two requests at the same moment; their status codes, in order."""
+    results: list[int | None] = [None, None]
+    barrier = threading.Barrier(2)
+
+    def run(i, request):
+        barrier.wait()
+        results[i] = request().status_code
+
+    threads = [threading.Thread(target=run, args=(i, r)) for i, r in enumerate((first, second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_concurrent_unit_moves_never_make_a_cycle(api):
+    """Two requests race to put unit A under B and B under A: at most one may win."""
+    for round_ in range(10):
+        a = create_unit(api, f"A{round_}")
+        b = create_unit(api, f"B{round_}")
+
+        def move(unit, parent):
+            return lambda: api.patch(f"/Groups/{unit['id']}", json={"schemas": [PATCH_OP], "Operations": [
+                {"op": "replace", "path": f"{P2L_GROUP}:parent", "value": {"value": parent["id"]}}]})
+
+        statuses = _race(move(a, b), move(b, a))
+        assert sorted(statuses) == [204, 400], statuses
+        parents = {u["id"]: (api.get(f"/Groups/{u['id']}").get_json()[P2L_GROUP].get("parent") or {}).get("value")
+                   for u in (a, b)}
+        assert not (parents[a["id"]] == b["id"] and parents[b["id"]] == a["id"]), "a unit cycle was committed"
+
+
+def test_concurrent_manager_changes_never_make_a_cycle(api):
+    """User writes read before they take SQLite's write lock; a check that decides whether
+    a write is allowed (here: no manager cycle) must still see what the others committed.
+    Two requests race to make A manage B and B manage A: at most one may win."""
+    for round_ in range(10):
+        a = api.create_user(f"a{round_}")
+        b = api.create_user(f"b{round_}")
+
+        def manage(user, boss):
+            return lambda: api.patch(f"/Users/{user['id']}", json={"schemas": [PATCH_OP], "Operations": [
+                {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": {"value": boss["id"]}}]})
+
+        statuses = _race(manage(a, b), manage(b, a))
+        assert sorted(statuses) == [200, 400], statuses
+        managers = {u["id"]: (api.get(f"/Users/{u['id']}").get_json().get(ENTERPRISE) or {}).get("manager", {})
+                    .get("value") for u in (a, b)}
+        assert not (managers[a["id"]] == b["id"] and managers[b["id"]] == a["id"]), "a manager cycle was committed"

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, literal, select, update
+from sqlalchemy import bindparam, func, literal, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..scim.errors import invalid_value
+from .db import take_write_lock
 from .models import Group, User, utcnow
 
 #: A guard against a cycle that slipped in by hand: no tree here is deeper than this.
@@ -104,10 +105,30 @@ def manager_chains(session: Session, manager_ids: set[str]) -> dict[str, list[tu
     return out
 
 
+#: advisory lock class per tree (PostgreSQL's two-key advisory locks: class, tenant)
+TREES = {"managers": 76431, "units": 76432}
+
+
+def lock_tree(session: Session, tenant_id: int, tree: str) -> None:
+    """Serialise the changes to one of a tenant's trees before checking one for a cycle.
+
+    Two requests that each check "no cycle" and then link A under B and B under A would
+    both pass if neither saw the other's change. Holding this lock until commit makes the
+    second check see the first change. SQLite: its write lock (taken now if the request
+    deferred it); PostgreSQL: a transaction-scoped advisory lock per tenant and tree.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(TREES[tree], tenant_id)))
+    else:
+        take_write_lock(connection)
+
+
 def check_parent(session: Session, tenant_id: int, unit: Group, parent_id: str | None) -> None:
     """A parent must be an org unit of the tenant, and never the unit itself or below it."""
     if parent_id is None:
         return
+    lock_tree(session, tenant_id, "units")
     parent = session.scalar(select(Group).where(Group.id == parent_id, Group.tenant_id == tenant_id))
     if parent is None or not parent.is_org_unit:
         raise invalid_value(f"parent.value '{parent_id}' is not an org unit of this tenant")
@@ -126,6 +147,7 @@ def check_manager(session: Session, tenant_id: int, user: User, manager_id: str 
     (a user being created has no reports yet, so only existence is checked)."""
     if manager_id is None:
         return
+    lock_tree(session, tenant_id, "managers")
     if manager_id == user.id:
         raise invalid_value("A user cannot be their own manager")
     manager = session.scalar(select(User).where(User.id == manager_id, User.tenant_id == tenant_id))

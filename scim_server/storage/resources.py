@@ -219,7 +219,9 @@ def _by_id(model):
     query = select(model).where(model.id == bindparam("rid"), model.tenant_id == bindparam("tid"))
     table = model.__table__
     read = select(table).where(table.c.id == bindparam("rid"), table.c.tenant_id == bindparam("tid"))
-    return read, query, query.with_for_update()
+    # FOR NO KEY UPDATE: a concurrent request that only references this row (a foreign key
+    # to it: a new manager link, a membership) need not wait for it, nor deadlock with it.
+    return read, query, query.with_for_update(key_share=True)
 
 
 def etag(row) -> str:
