@@ -5,14 +5,17 @@ HTTP → SCIM semantics (quirks, PATCH engine, validation, projection) → stora
 """
 from __future__ import annotations
 
+from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
+from sqlalchemy.orm.exc import StaleDataError
 
 from ..scim import marshal, patch, quirks
 from ..scim.errors import ScimError, invalid_syntax, not_found
 from ..scim.projection import Projection
 from ..scim.schemas import registry
+from ..storage.db import defer_write_lock
 from ..storage.groups import GroupStore
 from ..storage.resources import ResourceStore, etag
 from ..storage.users import UserStore
@@ -73,6 +76,30 @@ def _resource_body(store: ResourceStore) -> dict[str, Any]:
     return marshal.load(store.rt, marshal.canonicalise(store.rt, body))
 
 
+def _user_writes_read_first(view):
+    """Run a User write with SQLite's write lock taken at its first write, not before its reads.
+
+    Reading, the PATCH engine, validation and the audit diff then run while other writers
+    write; the write itself checks the user's version (``User.__mapper_args__``). If another
+    request changed the user meanwhile, the request runs once more with the lock up front.
+    Groups keep the lock up front: a member change reads and writes many rows.
+    """
+    @wraps(view)
+    def run(endpoint: str, *args, **kwargs):
+        if endpoint != "Users":
+            return view(endpoint, *args, **kwargs)
+        token = defer_write_lock.set(True)
+        try:
+            return view(endpoint, *args, **kwargs)
+        except StaleDataError:
+            g.db.rollback()
+        finally:
+            defer_write_lock.reset(token)
+        return view(endpoint, *args, **kwargs)
+
+    return run
+
+
 # ------------------------------------------------------------------ collection
 
 
@@ -115,6 +142,7 @@ def _list(store: ResourceStore, source) -> Response:
 
 
 @bp.route("/<any(Users,Groups):endpoint>", methods=["POST"], strict_slashes=False)
+@_user_writes_read_first
 def create_resource(endpoint: str) -> Response:
     store = _store(endpoint, "scim:write")
     doc = _resource_body(store)
@@ -153,6 +181,7 @@ def replace_resource(endpoint: str, resource_id: str) -> Response:
 
 
 @bp.route("/<any(Users,Groups):endpoint>/<resource_id>", methods=["PATCH"], strict_slashes=False)
+@_user_writes_read_first
 def patch_resource(endpoint: str, resource_id: str) -> Response:
     store = _store(endpoint, "scim:write")
     row = _find(store, resource_id, for_update=True)

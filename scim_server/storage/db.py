@@ -8,6 +8,12 @@ of failing with "database is locked" when both try to upgrade their read lock.
 
 Writers wait for each other in a queue of our own (see ``WriterQueue``), not in
 SQLite's busy handler, which sleeps in steps of up to 100 ms.
+
+A request may defer the lock (``defer_write_lock``) when the rows it reads before
+writing are version-checked by the write itself (the ORM's ``version_id_col``): it reads
+and computes without the lock and takes it at its first write statement. A read whose
+answer decides whether a write is allowed (a cycle check, say) calls ``take_write_lock``
+first. If the version check fails, the request runs again with the lock up front.
 """
 from __future__ import annotations
 
@@ -21,6 +27,32 @@ from sqlalchemy.orm import Session, sessionmaker
 
 #: Set by the HTTP layer for requests that will write; read when a transaction begins.
 write_intent: contextvars.ContextVar[bool] = contextvars.ContextVar("write_intent", default=False)
+#: Set for a write whose reads need not be under the write lock (see ``take_write_lock``).
+defer_write_lock: contextvars.ContextVar[bool] = contextvars.ContextVar("defer_write_lock", default=False)
+_DEFERRED = "scim_deferred_writer"
+_READS = frozenset({"SELECT", "WITH", "PRAGMA"})
+
+
+def take_write_lock(connection) -> None:
+    """Take SQLite's write lock now, if this transaction deferred it.
+
+    The read transaction ends first (SQLite cannot upgrade a read snapshot that another
+    writer has since overtaken), so rows read before may have changed since: the ORM's
+    version check on the write finds out. PostgreSQL locks rows instead: nothing to do.
+    """
+    if not connection.info.get(_DEFERRED):
+        return
+    dbapi = connection.connection.dbapi_connection
+    dbapi.execute("COMMIT")
+    queue = connection.info.get("scim_writer_queue")
+    if queue is not None:
+        queue.enter()
+    try:
+        dbapi.execute("BEGIN IMMEDIATE")
+    except BaseException:
+        leave_writer_queue()
+        raise
+    connection.info[_DEFERRED] = False
 
 
 def normalise_url(url: str) -> str:
@@ -107,8 +139,12 @@ def _configure_sqlite(engine: Engine, queue: WriterQueue | None) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        if not write_intent.get():
+        connection.info[_DEFERRED] = False
+        deferred = write_intent.get() and defer_write_lock.get()
+        if not write_intent.get() or deferred:
             connection.exec_driver_sql("BEGIN")
+            connection.info[_DEFERRED] = deferred
+            connection.info["scim_writer_queue"] = queue
             return
         if queue is not None:
             queue.enter()
@@ -117,6 +153,11 @@ def _configure_sqlite(engine: Engine, queue: WriterQueue | None) -> None:
         except BaseException:
             leave_writer_queue()
             raise
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _lock_at_first_write(connection, _cursor, statement, *_args) -> None:
+        if connection.info.get(_DEFERRED) and statement.split(None, 1)[0].upper() not in _READS:
+            take_write_lock(connection)
 
     # A commit leaves the queue once it is done (the session event below); a rollback, or a
     # connection returned without either, leaves it here.

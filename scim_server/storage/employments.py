@@ -18,6 +18,7 @@ from ..scim.errors import invalid_value, mutability, no_target
 from ..scim.filters import FilterCompiler
 from ..scim.schemas import Attribute
 from ..scim.validators import P2L_USER
+from .db import take_write_lock
 from .models import Group, Membership, User, utcnow
 from .resolvers import employment_element
 
@@ -66,6 +67,7 @@ class EmploymentRows:
             wanted[unit_id] = item
         if not wanted:
             return
+        take_write_lock(self.session.connection())  # the checks below must hold until the commit
         units = set(self.session.scalars(select(Group.id).where(
             Group.tenant_id == self.tenant_id, Group.is_org_unit, Group.id.in_(list(wanted)))))
         unknown = [u for u in wanted if u not in units]

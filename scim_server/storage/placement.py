@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from ..scim.schemas import ENTERPRISE_USER
+from .db import take_write_lock
 from .models import Group, Membership, Tenant, User, utcnow
 
 MAPPED = "mapped"
@@ -37,6 +38,7 @@ def place(session: Session, tenant_id: int, user: User, doc: dict[str, Any],
     attribute = tenant_attribute(session, tenant_id, settings)
     if attribute is None:
         return False
+    take_write_lock(session.connection())  # what is read below decides what is written
     value = (doc.get(ENTERPRISE_USER) or {}).get(attribute)
     unit_id = None
     if isinstance(value, str) and value.strip():
