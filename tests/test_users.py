@@ -102,6 +102,17 @@ def test_duplicate_user_name_is_uniqueness_conflict_case_insensitively(api):
     assert api.get("/Users").get_json()["totalResults"] == 1
 
 
+def test_duplicate_user_name_with_danish_letters_is_a_conflict(api):
+    """The unique index (not a query before the insert) finds a new user's clash: it must fold
+    Æ/Ø/Å like the rest of userName matching does, on SQLite too."""
+    api.create_user("Søren.Ærø@kommune.dk")
+    response = api.post("/Users", json=_user_body("sØREN.æRØ@KOMMUNE.DK"))
+    assert_scim_error(response, 409, "uniqueness")
+    assert api.get("/Users").get_json()["totalResults"] == 1
+    user = api.create_user("åse@kommune.dk")  # and a rename onto a taken name is found too
+    assert_scim_error(api.put(f"/Users/{user['id']}", json=_user_body("SØREN.ÆRØ@kommune.dk")), 409, "uniqueness")
+
+
 def test_same_user_name_in_another_tenant_is_allowed(api, other_api):
     api.create_user("shared@example.com")
     other_api.create_user("shared@example.com")

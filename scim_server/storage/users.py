@@ -140,8 +140,9 @@ class UserStore(ResourceStore):
         return out
 
     def _write(self, row: User, doc: dict[str, Any]) -> None:
-        if row.user_name is None or row.user_name.lower() != doc["userName"].lower():
-            self._check_user_name(doc["userName"], row.id)  # the unique index still guards races
+        if row.user_name is not None and row.user_name.lower() != doc["userName"].lower():
+            # a rename names the clash; a new user's clash is found by the unique index on insert
+            self._check_user_name(doc["userName"], row.id)
         columns, rest = self._split(doc)
         password = rest.pop("password", None)
         ext = dict(rest.pop(ENTERPRISE_USER, None) or {})
