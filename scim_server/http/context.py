@@ -13,7 +13,7 @@ def register(app: Flask) -> None:
     def _open_session() -> None:
         writes = request.method in WRITE_METHODS and not request.path.endswith("/.search")
         g.write_token = write_intent.set(writes)
-        g.db = current_app.extensions["scim_sessions"]()
+        g.db = current_app.extensions["scim_sessions" if writes else "scim_read_sessions"]()
 
     @app.teardown_request
     def _close_session(_exc) -> None:
