@@ -5,6 +5,8 @@ gunicorn workers: WAL mode (readers never block the writer), foreign keys
 switched on, and write transactions that take the write lock up front
 (``BEGIN IMMEDIATE``), so that two read-modify-write requests serialise instead
 of failing with "database is locked" when both try to upgrade their read lock.
+Read-only requests run without a transaction, each statement in its own snapshot,
+which is what PostgreSQL's READ COMMITTED gives them too.
 
 Writers wait for each other in a queue of our own (see ``WriterQueue``), not in
 SQLite's busy handler, which sleeps in steps of up to 100 ms.
@@ -140,10 +142,13 @@ def _configure_sqlite(engine: Engine, queue: WriterQueue | None) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
         connection.info[_DEFERRED] = False
-        deferred = write_intent.get() and defer_write_lock.get()
-        if not write_intent.get() or deferred:
+        if not write_intent.get():
+            # A read runs each statement in its own snapshot, as READ COMMITTED does on
+            # PostgreSQL: no BEGIN, and the closing rollback has nothing to undo.
+            return
+        if defer_write_lock.get():
             connection.exec_driver_sql("BEGIN")
-            connection.info[_DEFERRED] = deferred
+            connection.info[_DEFERRED] = True
             connection.info["scim_writer_queue"] = queue
             return
         if queue is not None:
