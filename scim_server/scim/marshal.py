@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from marshmallow import EXCLUDE, ValidationError, fields
@@ -109,18 +109,30 @@ def _complex_schema(attr: Attribute) -> type[MarshmallowSchema]:
 @cache
 def resource_schema(rt: ResourceType) -> MarshmallowSchema:
     """The marshmallow schema of a whole resource: common, core and extension attributes."""
+    return _resource_schema_class(rt)(unknown=EXCLUDE)
+
+
+@lru_cache(maxsize=256)
+def _dump_schema(rt: ResourceType, names: frozenset[str]) -> MarshmallowSchema:
+    """The resource schema limited to the attributes a document has (``only``): a stored user
+    has a dozen of the seventy-odd attributes, and dumping skips the others entirely."""
+    return _resource_schema_class(rt)(only=names, unknown=EXCLUDE)
+
+
+@cache
+def _resource_schema_class(rt: ResourceType) -> type[MarshmallowSchema]:
     declared: dict[str, fields.Field] = {"schemas": fields.List(fields.String())}
     for attr in [*rt.common.values(), *rt.core.attributes.values()]:
         declared[attr.name] = _field_for(attr)
     for ext in rt.extensions:
         ext_fields = {a.name: _field_for(a) for a in ext.attributes.values()}
-        # marshmallow reads dots in a field's attribute name as nesting ("2.0" in every URN),
-        # so extensions travel under a dot-free internal name (see _to_internal).
-        declared[ext.id] = fields.Nested(
+        # marshmallow reads dots in field names as nesting ("2.0" in every URN), so an extension
+        # is a field with a dot-free internal name (see _to_internal) and its URN as data_key.
+        declared[_internal_name(ext.id)] = fields.Nested(
             MarshmallowSchema.from_dict(ext_fields, name=f"ext_{ext.name}"), unknown=EXCLUDE, allow_none=True,
-            attribute=_internal_name(ext.id),
+            data_key=ext.id,
         )
-    return MarshmallowSchema.from_dict(declared, name=f"{rt.name}Resource")(unknown=EXCLUDE)
+    return MarshmallowSchema.from_dict(declared, name=f"{rt.name}Resource")
 
 
 def _internal_name(urn: str) -> str:
@@ -303,7 +315,10 @@ def _check_primary(rt: ResourceType, data: dict[str, Any]) -> None:
 
 def dump(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
     """Serialise a full resource document; ``returned: never`` attributes cannot pass."""
-    return _drop_nones(resource_schema(rt).dump(_to_internal(rt, document)))
+    internal = _to_internal(rt, document)
+    declared = resource_schema(rt).fields
+    names = frozenset(k for k in internal if k in declared)
+    return _drop_nones(_dump_schema(rt, names).dump(internal))
 
 
 def canonical_value(attr: Attribute, value: Any) -> Any:
