@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import namedtuple
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -93,6 +94,19 @@ class UserStore(ResourceStore):
             doc["schemas"] = self.schemas_of(doc)
             out.append(doc)
         return out
+
+    def get(self, resource_id: str, *, for_update: bool = False):
+        """A read also brings the user's memberships (one statement instead of two)."""
+        if for_update:
+            return super().get(resource_id, for_update=True)
+        rows = self.session.connection().execute(USER_WITH_MEMBERSHIPS,
+                                                 {"rid": resource_id, "tid": self.tenant_id}).all()
+        if not rows:
+            return None
+        self._memberships[rows[0].id] = [
+            MembershipRow(*(getattr(r, f"m_{name}") for name in MembershipRow._fields))
+            for r in rows if r.m_id is not None]
+        return rows[0]
 
     def _membership_rows(self, user_ids: list[str]) -> dict[str, list[Any]]:
         """The users' membership rows (with their groups' names), read once per request.
@@ -241,12 +255,22 @@ class UserStore(ResourceStore):
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Statements run on every read are built once (building costs more than running them).
-MEMBERSHIPS_OF_USERS = (select(Membership.id, Membership.user_id, Membership.group_id, Membership.title,
-                               Membership.start_date, Membership.end_date, Membership.is_primary,
-                               Group.display_name, Group.is_org_unit, Group.effective_ean)
+_MEMBERSHIP_COLUMNS = (Membership.id, Membership.user_id, Membership.group_id, Membership.title,
+                       Membership.start_date, Membership.end_date, Membership.is_primary,
+                       Group.display_name, Group.is_org_unit, Group.effective_ean)
+MEMBERSHIPS_OF_USERS = (select(*_MEMBERSHIP_COLUMNS)
                         .join(Group, Group.id == Membership.group_id)
                         .where(Membership.user_id.in_(bindparam("ids", expanding=True)))
                         .order_by(Group.display_name, Group.id))
+#: GET /Users/{id}: the user and its memberships in one statement (a row per membership, or one
+#: row with NULL membership columns), as ``get`` and ``MembershipRow`` take them apart.
+MembershipRow = namedtuple("MembershipRow", [c.key for c in _MEMBERSHIP_COLUMNS])
+_users = User.__table__
+USER_WITH_MEMBERSHIPS = (select(_users, *(c.label(f"m_{c.key}") for c in _MEMBERSHIP_COLUMNS))
+                         .outerjoin(Membership, Membership.user_id == _users.c.id)
+                         .outerjoin(Group, Group.id == Membership.group_id)
+                         .where(_users.c.id == bindparam("rid"), _users.c.tenant_id == bindparam("tid"))
+                         .order_by(Group.display_name, Group.id))
 USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
                                         func.lower(User.user_name) == bindparam("name"), User.id != bindparam("own"))
 DISPLAY_NAMES = select(User.id, User.display_name).where(User.id.in_(bindparam("ids", expanding=True)))
