@@ -46,15 +46,19 @@ def take_write_lock(connection) -> None:
         return
     dbapi = connection.connection.dbapi_connection
     dbapi.execute("COMMIT")
-    queue = connection.info.get("scim_writer_queue")
+    _queue_and_begin_immediate(connection.info.get("scim_writer_queue"), dbapi.execute)
+    connection.info[_DEFERRED] = False
+
+
+def _queue_and_begin_immediate(queue: WriterQueue | None, execute) -> None:
+    """Wait for our turn in the writer queue, then take SQLite's write lock."""
     if queue is not None:
         queue.enter()
     try:
-        dbapi.execute("BEGIN IMMEDIATE")
+        execute("BEGIN IMMEDIATE")
     except BaseException:
         leave_writer_queue()
         raise
-    connection.info[_DEFERRED] = False
 
 
 def normalise_url(url: str) -> str:
@@ -151,13 +155,7 @@ def _configure_sqlite(engine: Engine, queue: WriterQueue | None) -> None:
             connection.info[_DEFERRED] = True
             connection.info["scim_writer_queue"] = queue
             return
-        if queue is not None:
-            queue.enter()
-        try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            leave_writer_queue()
-            raise
+        _queue_and_begin_immediate(queue, connection.exec_driver_sql)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _lock_at_first_write(connection, _cursor, statement, *_args) -> None:
