@@ -194,7 +194,7 @@ def patch_resource(endpoint: str, resource_id: str) -> Response:
     for raw in raw_ops:  # each quirk sees the resource as the earlier operations left it
         operations = [patch.to_operation(op) for op in quirks.normalise_patch(store.rt, [raw], after)]
         after = patch.apply(store.rt, after, operations, collections)
-    doc = marshal.load(store.rt, after)
+    doc = marshal.load(store.rt, after, stored=before)
     marshal.check_immutable(store.rt, before, doc)
     store.update(row, doc)
     store.after_patch(row, doc)

@@ -112,10 +112,15 @@ def resource_schema(rt: ResourceType) -> MarshmallowSchema:
     return _resource_schema_class(rt)(unknown=EXCLUDE)
 
 
-@lru_cache(maxsize=256)
-def _dump_schema(rt: ResourceType, names: frozenset[str]) -> MarshmallowSchema:
-    """The resource schema limited to the attributes a document has (``only``): a stored user
-    has a dozen of the seventy-odd attributes, and dumping skips the others entirely."""
+def _schema_for(rt: ResourceType, document: dict[str, Any]) -> MarshmallowSchema:
+    """The resource schema limited to the attributes a document has (marshmallow's ``only``):
+    a user has a dozen of the seventy-odd attributes, and the others are skipped entirely."""
+    names = {_internal_name(k) if k.startswith("urn:") else k for k in document}
+    return _partial_schema(rt, frozenset(names & resource_schema(rt).fields.keys()))
+
+
+@lru_cache(maxsize=512)
+def _partial_schema(rt: ResourceType, names: frozenset[str]) -> MarshmallowSchema:
     return _resource_schema_class(rt)(only=names, unknown=EXCLUDE)
 
 
@@ -235,16 +240,21 @@ def check_schemas(rt: ResourceType, body: dict[str, Any]) -> None:
         raise invalid_value(f"'schemas' must include {rt.core.id} for a {rt.name}")
 
 
-def load(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
+def load(rt: ResourceType, document: dict[str, Any], stored: dict[str, Any] | None = None) -> dict[str, Any]:
     """Type-check a canonical document, enforce required attributes and one ``primary`` per list.
 
+    ``stored``: the stored document this one was made from (by a PATCH). Attributes still equal
+    to their stored value were checked when they were stored and are not loaded again; the
+    checks across attributes (required, primary, validators) still see the whole document.
     Returns the cleaned document; raises ScimError(400 invalidValue) naming the attribute.
     """
+    kept = {k: v for k, v in document.items() if k in stored and stored[k] == v} if stored else {}
+    changed = {k: v for k, v in document.items() if k not in kept}
     try:
-        data = _from_internal(rt, resource_schema(rt).load(document))
+        data = _from_internal(rt, _schema_for(rt, changed).load(changed))
     except ValidationError as exc:
         raise invalid_value("Invalid attribute value: " + _describe(exc.messages)) from exc
-    data = _drop_nones(data)
+    data = {**kept, **_drop_nones(data)}
     _check_required(rt, data)
     _check_primary(rt, data)
     return validators.apply(data)
@@ -315,10 +325,7 @@ def _check_primary(rt: ResourceType, data: dict[str, Any]) -> None:
 
 def dump(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
     """Serialise a full resource document; ``returned: never`` attributes cannot pass."""
-    internal = _to_internal(rt, document)
-    declared = resource_schema(rt).fields
-    names = frozenset(k for k in internal if k in declared)
-    return _drop_nones(_dump_schema(rt, names).dump(internal))
+    return _drop_nones(_schema_for(rt, document).dump(_to_internal(rt, document)))
 
 
 def canonical_value(attr: Attribute, value: Any) -> Any:
