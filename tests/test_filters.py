@@ -628,3 +628,8 @@ def test_a_bad_value_of_a_known_shape_is_still_invalid_filter(api, people):
     assert user_names(api, "active eq true") == {"alice", "carol", "dave"}
     bad_filter(api, 'active eq "true"')  # quoted: a string, not a boolean
     bad_filter(api, 'displayName eq "x" and active co "t"')  # co is no boolean operator
+
+
+def test_malformed_string_escape_is_invalid_filter(api, people):
+    bad_filter(api, 'userName eq "a\\qb"')  # \q is no JSON escape
+    bad_filter(api, 'userName eq "unterminated')
