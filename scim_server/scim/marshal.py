@@ -115,13 +115,14 @@ def resource_schema(rt: ResourceType) -> MarshmallowSchema:
 def _schema_for(rt: ResourceType, document: dict[str, Any]) -> MarshmallowSchema:
     """The resource schema limited to the attributes a document has (marshmallow's ``only``):
     a user has a dozen of the seventy-odd attributes, and the others are skipped entirely."""
-    names = {_internal_name(k) if k.startswith("urn:") else k for k in document}
-    return _partial_schema(rt, frozenset(names & resource_schema(rt).fields.keys()))
+    return _partial_schema(rt, tuple(document))
 
 
-@lru_cache(maxsize=512)
-def _partial_schema(rt: ResourceType, names: frozenset[str]) -> MarshmallowSchema:
-    return _resource_schema_class(rt)(only=names, unknown=EXCLUDE)
+@lru_cache(maxsize=1024)
+def _partial_schema(rt: ResourceType, keys: tuple[str, ...]) -> MarshmallowSchema:
+    """Cached by the document's keys as they come: the same code paths produce the same keys."""
+    names = {_internal_name(k) if k.startswith("urn:") else k for k in keys}
+    return _resource_schema_class(rt)(only=frozenset(names & resource_schema(rt).fields.keys()), unknown=EXCLUDE)
 
 
 @cache
