@@ -3,6 +3,7 @@
 an HTTP client per tenant that speaks to the app through its public API."""
 from __future__ import annotations
 
+import base64
 import os
 import tempfile
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy import text
 from scim_server import create_app
 from scim_server.config import Settings
 from scim_server.http.auth import token_cache
-from scim_server.storage import tenants
+from scim_server.storage import clients, tenants
 from scim_server.storage.migrate import upgrade
 from scim_server.storage.models import Base
 
@@ -122,11 +123,48 @@ class ScimClient:
         return self.patch(path, json={"schemas": [PATCH_OP], "Operations": list(operations)}, **kw)
 
 
+def bearer(app, token: str | None) -> ScimClient:
+    """A client of the API that authenticates with this bearer token."""
+    return ScimClient(app.test_client(), token)
+
+
 def _tenant_client(app, name: str) -> ScimClient:
     with app.extensions["scim_sessions"].begin() as session:
         tenant = tenants.create_tenant(session, name)
         token = tenants.create_token(session, tenant, "test")
-    return ScimClient(app.test_client(), token)
+    return bearer(app, token)
+
+
+# ------------------------------------------------------------------ OAuth clients
+
+
+def tenant_of(session, name: str):
+    """The tenant called ``name``, created if it does not exist yet."""
+    try:
+        return tenants.get_tenant(session, name)
+    except tenants.TenantError:
+        return tenants.create_tenant(session, name)
+
+
+def make_client(app, tenant="acme", scope="scim:read scim:write", jwks=None) -> tuple[str, str]:
+    """A registered OAuth client of ``tenant``: (client_id, secret)."""
+    with app.extensions["scim_sessions"].begin() as session:
+        row, secret = clients.create_client(session, tenant_of(session, tenant), scope, "test", jwks)
+        return row.client_id, secret
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def access_token(app, client_id: str, secret: str, **extra) -> str:
+    """An access token from the client credentials grant (client_secret_basic)."""
+    r = app.test_client().post("/oauth/token", data={"grant_type": "client_credentials", **extra},
+                               headers=basic(client_id, secret),
+                               content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return r.get_json()["access_token"]
 
 
 @pytest.fixture
@@ -158,7 +196,7 @@ def cli(app):
 
 @pytest.fixture
 def anonymous(app) -> ScimClient:
-    return ScimClient(app.test_client(), None)
+    return bearer(app, None)
 
 
 def assert_scim_error(response, status: int, scim_type: str | None = None) -> dict:

@@ -9,8 +9,19 @@ import time
 import pytest
 from sqlalchemy import select
 
-from conftest import CORE_GROUP, CORE_USER, ENTERPRISE, P2L_GROUP, P2L_USER, ScimClient, assert_scim_error
-from scim_server.storage import clients, tenants
+from conftest import (
+    CORE_GROUP,
+    CORE_USER,
+    ENTERPRISE,
+    P2L_GROUP,
+    P2L_USER,
+    ScimClient,
+    access_token,
+    assert_scim_error,
+    bearer,
+    make_client,
+)
+from scim_server.storage import tenants
 from scim_server.storage.models import AuditEvent, BearerToken, Tenant
 
 PASSWORD = "Sup3r-Secret-Passw0rd!"
@@ -41,7 +52,7 @@ def token_id(app, token) -> str:
 def scoped(app, scope, tenant="acme") -> ScimClient:
     with app.extensions["scim_sessions"].begin() as session:
         token = tenants.create_token(session, tenants.get_tenant(session, tenant), "auditor", scope)
-    return ScimClient(app.test_client(), token)
+    return bearer(app, token)
 
 
 # ------------------------------------------------------------------ what is recorded
@@ -315,28 +326,18 @@ def test_admin_audit_is_per_tenant(app, api, other_api):
 
 
 def test_oauth_client_writes_are_attributed_to_the_client(app, api):
-    with app.extensions["scim_sessions"].begin() as session:
-        row, secret = clients.create_client(session, tenants.get_tenant(session, "acme"), "scim:read scim:write")
-        client_id = row.client_id
-    r = app.test_client().post("/oauth/token", data={"grant_type": "client_credentials", "client_id": client_id,
-                                                     "client_secret": secret})
-    assert r.status_code == 200, r.get_data(as_text=True)
-    client = ScimClient(app.test_client(), r.get_json()["access_token"])
-    user = client.create_user("c@acme.com")
+    client_id, secret = make_client(app, scope="scim:read scim:write")
+    token = access_token(app, client_id, secret)
+    user = bearer(app, token).create_user("c@acme.com")
     [event] = events(app, resource_id=user["id"])
     assert client_id in event["actor"]
-    assert r.get_json()["access_token"] not in json.dumps(event, default=str)
+    assert token not in json.dumps(event, default=str)
 
 
 def test_audit_client_with_audit_scope_via_oauth(app, api):
     api.create_user("x@acme.com")
-    with app.extensions["scim_sessions"].begin() as session:
-        row, secret = clients.create_client(session, tenants.get_tenant(session, "acme"), "audit:read")
-        client_id = row.client_id
-    r = app.test_client().post("/oauth/token", data={"grant_type": "client_credentials", "client_id": client_id,
-                                                     "client_secret": secret})
-    assert r.status_code == 200, r.get_data(as_text=True)
-    auditor = ScimClient(app.test_client(), r.get_json()["access_token"])
+    client_id, secret = make_client(app, scope="audit:read")
+    auditor = bearer(app, access_token(app, client_id, secret))
     assert auditor.get("http://localhost/admin/v1/audit").get_json()["totalResults"] == 1
     assert_scim_error(auditor.get("/Users"), 403)
 

@@ -11,7 +11,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
 
-from conftest import CORE_GROUP, CORE_USER, ScimClient, assert_scim_error
+from conftest import CORE_GROUP, CORE_USER, assert_scim_error, bearer
 from scim_server.http import issued_jwt
 
 ISSUER = "https://sts.windows.net/11111111-2222-3333-4444-555555555555/"
@@ -59,10 +59,6 @@ def b64(obj) -> str:
     return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
 
-def scim(app, token) -> ScimClient:
-    return ScimClient(app.test_client(), token)
-
-
 @pytest.fixture
 def key():
     return RSAKey.generate_key(2048)
@@ -76,7 +72,7 @@ def trusted(app, api, cli, key, tmp_path):
 
 
 def test_valid_jwt_reads_and_writes(app, api, trusted):
-    client = scim(app, sign(trusted))
+    client = bearer(app, sign(trusted))
     r = client.get("/Users")
     assert r.status_code == 200, r.get_data(as_text=True)
     created = client.create_user("jwt@acme.com")
@@ -91,7 +87,7 @@ def test_jwt_without_kid_is_accepted(app, api, cli, key, tmp_path):
     path.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
     trust(cli, "acme", ISSUER, AUDIENCE, str(path))
     token = jwt.encode({"alg": "RS256"}, claims(), key)
-    assert scim(app, token).get("/Users").status_code == 200
+    assert bearer(app, token).get("/Users").status_code == 200
 
 
 @pytest.mark.parametrize("case", ["issuer", "audience", "expired", "signature", "tampered", "not_yet_valid",
@@ -110,11 +106,11 @@ def test_invalid_jwt_is_401(app, api, trusted, case):
         "no_aud": lambda: sign(trusted, aud=None),
         "no_iss": lambda: sign(trusted, iss=None),
     }[case]()
-    r = scim(app, token).get("/Users")
+    r = bearer(app, token).get("/Users")
     assert_scim_error(r, 401)
     assert r.headers.get("WWW-Authenticate", "").startswith("Bearer")
     # nor may it write
-    r = scim(app, token).post("/Users", json={"schemas": [CORE_USER], "userName": f"{case}@x.com"})
+    r = bearer(app, token).post("/Users", json={"schemas": [CORE_USER], "userName": f"{case}@x.com"})
     assert_scim_error(r, 401)
     assert api.get("/Users").get_json()["totalResults"] == 0
 
@@ -128,7 +124,7 @@ def _tamper(token: str) -> str:
 
 def test_hs256_signed_jwt_is_401(app, api, trusted):
     token = jwt.encode({"alg": "HS256"}, claims(), OctKey.generate_key(256))
-    assert_scim_error(scim(app, token).get("/Users"), 401)
+    assert_scim_error(bearer(app, token).get("/Users"), 401)
 
 
 def test_hs256_with_public_key_as_secret_is_401(app, api, trusted):
@@ -139,43 +135,43 @@ def test_hs256_with_public_key_as_secret_is_401(app, api, trusted):
     header, payload = b64({"alg": "HS256", "typ": "JWT", "kid": trusted.thumbprint()}), b64(claims())
     mac = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     token = f"{header}.{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
-    assert_scim_error(scim(app, token).get("/Users"), 401)
+    assert_scim_error(bearer(app, token).get("/Users"), 401)
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE"])
 def test_unsigned_jwt_is_401(app, api, trusted, alg):
     token = f"{b64({'alg': alg, 'typ': 'JWT'})}.{b64(claims())}."
-    assert_scim_error(scim(app, token).get("/Users"), 401)
+    assert_scim_error(bearer(app, token).get("/Users"), 401)
     # and with the signature of a valid token glued on
     valid_sig = sign(trusted).split(".")[2]
     token = f"{b64({'alg': alg, 'typ': 'JWT'})}.{b64(claims())}.{valid_sig}"
-    assert_scim_error(scim(app, token).get("/Users"), 401)
+    assert_scim_error(bearer(app, token).get("/Users"), 401)
 
 
 def test_algorithm_not_allowed_is_401(app, api, cli, key, tmp_path):
     """A tenant that allows only PS256 refuses an RS256 token signed with its own key."""
     trust(cli, "acme", ISSUER, AUDIENCE, write_jwks(tmp_path / "k.jwks", key), "--jwt-algorithms", "PS256")
-    assert_scim_error(scim(app, sign(key)).get("/Users"), 401)
-    assert scim(app, sign(key, alg="PS256")).get("/Users").status_code == 200
+    assert_scim_error(bearer(app, sign(key)).get("/Users"), 401)
+    assert bearer(app, sign(key, alg="PS256")).get("/Users").status_code == 200
 
 
 def test_jwt_without_trust_is_401(app, api, key):
-    assert_scim_error(scim(app, sign(key)).get("/Users"), 401)
+    assert_scim_error(bearer(app, sign(key)).get("/Users"), 401)
 
 
 def test_no_jwt_stops_accepting(app, api, trusted, cli):
     token = sign(trusted)
-    assert scim(app, token).get("/Users").status_code == 200
+    assert bearer(app, token).get("/Users").status_code == 200
     result = cli("tenant", "set", "acme", "--no-jwt")
     assert result.exit_code == 0, result.output
-    assert_scim_error(scim(app, token).get("/Users"), 401)
+    assert_scim_error(bearer(app, token).get("/Users"), 401)
 
 
 def test_incomplete_trust_is_refused(app, api, cli, key, tmp_path):
     result = cli("tenant", "set", "acme", "--jwt-issuer", ISSUER, "--jwt-jwks-file",
                  write_jwks(tmp_path / "k.jwks", key))
     assert result.exit_code != 0
-    assert_scim_error(scim(app, sign(key)).get("/Users"), 401)
+    assert_scim_error(bearer(app, sign(key)).get("/Users"), 401)
 
 
 def test_jwt_is_bound_to_its_tenant(app, api, other_api, cli, tmp_path):
@@ -184,7 +180,7 @@ def test_jwt_is_bound_to_its_tenant(app, api, other_api, cli, tmp_path):
     trust(cli, "globex", OTHER_ISSUER, OTHER_AUDIENCE, write_jwks(tmp_path / "globex.jwks", globex_key))
     theirs = other_api.create_user("secret@globex.com")
     their_group = other_api.create_group("Globex", members=[theirs["id"]])
-    acme = scim(app, sign(acme_key))
+    acme = bearer(app, sign(acme_key))
     mine = acme.create_user("mine@acme.com")
     my_group = acme.create_group("Acme")
     assert_scim_error(acme.get(f"/Users/{theirs['id']}"), 404)
@@ -200,18 +196,18 @@ def test_jwt_is_bound_to_its_tenant(app, api, other_api, cli, tmp_path):
                                                       "value": [{"value": theirs["id"]}]})
     assert_scim_error(r, 400)
     # mixed-up trusts: acme's key with globex's issuer/audience, globex's key with acme's
-    assert_scim_error(scim(app, sign(acme_key, iss=OTHER_ISSUER, aud=OTHER_AUDIENCE)).get("/Users"), 401)
-    assert_scim_error(scim(app, sign(globex_key)).get("/Users"), 401)
-    assert_scim_error(scim(app, sign(acme_key, aud=OTHER_AUDIENCE)).get("/Users"), 401)
+    assert_scim_error(bearer(app, sign(acme_key, iss=OTHER_ISSUER, aud=OTHER_AUDIENCE)).get("/Users"), 401)
+    assert_scim_error(bearer(app, sign(globex_key)).get("/Users"), 401)
+    assert_scim_error(bearer(app, sign(acme_key, aud=OTHER_AUDIENCE)).get("/Users"), 401)
     # globex's own token sees only globex
-    globex = scim(app, sign(globex_key, iss=OTHER_ISSUER, aud=OTHER_AUDIENCE))
+    globex = bearer(app, sign(globex_key, iss=OTHER_ISSUER, aud=OTHER_AUDIENCE))
     assert [u["id"] for u in globex.get("/Users").get_json()["Resources"]] == [theirs["id"]]
     assert_scim_error(globex.get(f"/Users/{mine['id']}"), 404)
     assert other_api.get(f"/Groups/{their_group['id']}").get_json()["members"][0]["value"] == theirs["id"]
 
 
 def test_jwt_writes_are_audited_with_issuer_and_subject(app, api, trusted):
-    client = scim(app, sign(trusted, sub="entra-sp"))
+    client = bearer(app, sign(trusted, sub="entra-sp"))
     created = client.create_user("audited@acme.com")
     from sqlalchemy import select
 
@@ -223,7 +219,7 @@ def test_jwt_writes_are_audited_with_issuer_and_subject(app, api, trusted):
 
 
 def test_jwt_scopes_cover_every_endpoint(app, api, trusted):
-    client = scim(app, sign(trusted))
+    client = bearer(app, sign(trusted))
     user = client.create_user("u@acme.com")
     for path in ("/Users", f"/Users/{user['id']}", "/Groups", "/ServiceProviderConfig", "/Schemas",
                  "/ResourceTypes"):

@@ -14,8 +14,18 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from sqlalchemy import select, text, update
 
-from conftest import CORE_GROUP, CORE_USER, PATCH_OP, ScimClient, assert_scim_error
-from scim_server.storage import clients, tenants
+from conftest import (
+    CORE_GROUP,
+    CORE_USER,
+    PATCH_OP,
+    access_token,
+    assert_scim_error,
+    basic,
+    bearer,
+    make_client,
+    tenant_of,
+)
+from scim_server.storage import tenants
 from scim_server.storage.models import BearerToken, OAuthClient
 
 SERVER = "http://localhost"
@@ -27,27 +37,16 @@ SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 # ------------------------------------------------------------------ helpers
 
 
-def tenant_of(session, name):
-    try:
-        return tenants.get_tenant(session, name)
-    except tenants.TenantError:
-        return tenants.create_tenant(session, name)
-
-
-def make_client(app, tenant="acme", scope="scim:read scim:write", jwks=None):
-    with app.extensions["scim_sessions"].begin() as session:
-        row, secret = clients.create_client(session, tenant_of(session, tenant), scope, "test", jwks)
-        return row.client_id, secret
-
-
 def long_lived_token(app, tenant="acme", scope="scim:read scim:write", expires_at=None):
     with app.extensions["scim_sessions"].begin() as session:
         return tenants.create_token(session, tenant_of(session, tenant), "test", scope, expires_at)
 
 
-def basic(client_id, secret):
-    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
+def expire_tokens_of(app, client_id):
+    """Make every token issued to the client expired (five seconds ago)."""
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    with app.extensions["scim_sessions"].begin() as session:
+        session.execute(update(BearerToken).where(BearerToken.client_id == client_id).values(expires_at=past))
 
 
 def post_form(http, path, data, headers=None):
@@ -64,12 +63,6 @@ def token_post(http, client_id, secret, **extra):
                                        "client_secret": secret, **extra})
 
 
-def access_token(app, client_id, secret, **extra) -> str:
-    r = token_basic(app.test_client(), client_id, secret, **extra)
-    assert r.status_code == 200, r.get_data(as_text=True)
-    return r.get_json()["access_token"]
-
-
 def assertion(client_id, key, aud=SERVER + TOKEN_URL, jti=None, exp_delta=300, **extra):
     now = int(time.time())
     claims = {"iss": client_id, "sub": client_id, "aud": aud, "iat": now, "exp": now + exp_delta,
@@ -80,10 +73,6 @@ def assertion(client_id, key, aud=SERVER + TOKEN_URL, jti=None, exp_delta=300, *
 def token_with_assertion(http, signed, **extra):
     return post_form(http, TOKEN_URL, {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
                                        "client_assertion": signed, **extra})
-
-
-def bearer(app, token) -> ScimClient:
-    return ScimClient(app.test_client(), token)
 
 
 @pytest.fixture
@@ -196,9 +185,7 @@ def test_client_cannot_get_more_than_its_scope(app, api):
 def test_expired_access_token_is_401(app, api):
     client_id, secret = make_client(app)
     token = access_token(app, client_id, secret)
-    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
-    with app.extensions["scim_sessions"].begin() as session:
-        session.execute(update(BearerToken).where(BearerToken.client_id == client_id).values(expires_at=past))
+    expire_tokens_of(app, client_id)
     r = bearer(app, token).get("/Users")
     assert_scim_error(r, 401)
     assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
@@ -320,9 +307,7 @@ def test_introspection_of_foreign_unknown_or_revoked_token_is_inactive(app, api)
 def test_introspection_of_expired_token_is_inactive(app, api):
     client_id, secret = make_client(app)
     token = access_token(app, client_id, secret)
-    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
-    with app.extensions["scim_sessions"].begin() as session:
-        session.execute(update(BearerToken).where(BearerToken.client_id == client_id).values(expires_at=past))
+    expire_tokens_of(app, client_id)
     assert introspect(app, client_id, secret, token).get_json() == {"active": False}
 
 

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 from click.testing import CliRunner
 
-from conftest import CORE_USER, ENTERPRISE, P2L_GROUP, P2L_USER, ScimClient, create_unit, get_json
+from conftest import CORE_USER, ENTERPRISE, P2L_GROUP, P2L_USER, bearer, create_unit, get_json
 from scim_server.cli import main
 
 get = get_json
@@ -195,7 +195,7 @@ def demo(app, cli):
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()
     assert token and "\n" not in token and " " not in token
-    return ScimClient(app.test_client(), token)
+    return bearer(app, token)
 
 
 def test_demo_tree(demo):
