@@ -318,10 +318,7 @@ def ensure_org_database(url: str, users: int, log=print) -> dict[str, Any]:
                       "seeded_at": now.isoformat(), "form": form, "expect": expect,
                       "server_pipeline": convert is not None}
             conn.execute(insert(seed.marker_table), [{"key": MARKER_KEY, "value": json.dumps(marker)}])
-        if engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                for table in ("users", "groups", "memberships"):
-                    conn.exec_driver_sql(f"VACUUM ANALYZE {table}")
+        seed.vacuum_analyze(engine, "users", "groups", "memberships")
         took = time.perf_counter() - t0
         log(f"  seeded {len(tree.units)} units in {t_units:.1f}s, {users} users in {t_users:.1f}s, "
             f"{users} employments in {t_jobs:.1f}s; total {took:.1f}s")

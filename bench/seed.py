@@ -200,15 +200,22 @@ def ensure_database(url: str, users: int, log=print) -> dict[str, Any]:
                       "seeded_at": now.isoformat(), "form": form,
                       "server_pipeline": convert is not None}
             _write_marker(conn, marker)
-        if engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE")
+        vacuum_analyze(engine)
         took = time.perf_counter() - t0
         log(f"  seeded {users} users in {t_users:.1f}s ({users / max(t_users, 1e-9):.0f} rows/s), "
             f"groups {min(GROUP_1K_SIZE, users)} and {users} members; total {took:.1f}s")
         return dict(marker, reused=False, seconds=took, user_insert_seconds=t_users)
     finally:
         engine.dispose()
+
+
+def vacuum_analyze(engine, *tables: str) -> None:
+    """PostgreSQL: fresh statistics after bulk changes (all tables when none is named)."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in tables or ("",):
+            conn.exec_driver_sql(f"VACUUM ANALYZE {table}".strip())
 
 
 def reset(url: str, tenant_id: int, analyze: bool = False) -> dict[str, Any]:
@@ -218,10 +225,8 @@ def reset(url: str, tenant_id: int, analyze: bool = False) -> dict[str, Any]:
         with engine.begin() as conn:
             n = conn.execute(delete(User).where(User.tenant_id == tenant_id,
                                                 ~User.user_name.like("bench-%"))).rowcount
-        if analyze and engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE users")
-                conn.exec_driver_sql("VACUUM ANALYZE memberships")
+        if analyze:
+            vacuum_analyze(engine, "users", "memberships")
         return {"deleted_users": n}
     finally:
         engine.dispose()
