@@ -247,17 +247,21 @@ def token_list(tenant_name: str, show_all: bool) -> None:
                                        "active": active}))
 
 
+def _revoke(model, key: str, what: str, revoke) -> None:
+    """Revoke the ``model`` row ``key`` with ``revoke(session, row)``; unknown keys are an error."""
+    with _database().begin() as session:
+        row = session.get(model, key)
+        if row is None:
+            raise click.ClickException(f"no {what} {key!r}")
+        revoke(session, row)
+
+
 @token.command("revoke")
 @click.argument("token_id")
 def token_revoke(token_id: str) -> None:
     """Revoke a token by its id (from `token list`); workers stop accepting it within the token cache time."""
     from .storage.models import BearerToken
-    sessions = _database()
-    with sessions.begin() as session:
-        row = session.get(BearerToken, token_id)
-        if row is None:
-            raise click.ClickException(f"no token {token_id!r}")
-        clients.revoke_token(session, row)
+    _revoke(BearerToken, token_id, "token", clients.revoke_token)
     click.echo(f"revoked token {token_id}", err=True)
 
 
@@ -314,12 +318,7 @@ def client_list(tenant_name: str) -> None:
 def client_revoke(client_id: str) -> None:
     """Revoke a client and every token issued to it."""
     from .storage.models import OAuthClient
-    sessions = _database()
-    with sessions.begin() as session:
-        row = session.get(OAuthClient, client_id)
-        if row is None:
-            raise click.ClickException(f"no client {client_id!r}")
-        clients.revoke_client(session, row)
+    _revoke(OAuthClient, client_id, "client", clients.revoke_client)
     click.echo(f"revoked client {client_id} and its tokens", err=True)
 
 

@@ -623,3 +623,10 @@ def test_oauth_token_is_bound_to_its_tenant(app, api, other_api):
     assert other_api.get(f"/Users/{theirs_user['id']}").status_code == 200
     members = other_api.get(f"/Groups/{theirs_group['id']}").get_json()["members"]
     assert [m["value"] for m in members] == [theirs_user["id"]]
+
+
+def test_cli_revoke_of_an_unknown_token_or_client_fails(app, api, cli):
+    for kind in ("token", "client"):
+        result = cli(kind, "revoke", "no-such-id")
+        assert result.exit_code != 0
+        assert f"no {kind} 'no-such-id'" in result.output
