@@ -58,11 +58,6 @@ class Resolver(Protocol):
         """EXISTS over the values of a multi-valued attribute, each tested by ``condition``."""
 
 
-def compile_filter(rt: ResourceType, text: str, resolver: Resolver) -> SQL:
-    """A filter with its values in the SQL (for a filter compiled once and used once)."""
-    return FilterCompiler(rt, resolver).compile(parse_filter(text))
-
-
 @dataclass(frozen=True)
 class FilterTemplate:
     """A filter shape compiled once: SQL with a bind parameter where each quoted value goes.
