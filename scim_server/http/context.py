@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app, g, request
 
-from ..storage.db import write_intent
+from ..storage.db import read_only, write_intent
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -13,6 +13,7 @@ def register(app: Flask) -> None:
     def _open_session() -> None:
         writes = request.method in WRITE_METHODS and not request.path.endswith("/.search")
         g.write_token = write_intent.set(writes)
+        g.read_token = read_only.set(not writes)
         g.db = current_app.extensions["scim_sessions" if writes else "scim_read_sessions"]()
 
     @app.teardown_request
@@ -23,13 +24,17 @@ def register(app: Flask) -> None:
         token = g.pop("write_token", None)
         if token is not None:
             write_intent.reset(token)
+        token = g.pop("read_token", None)
+        if token is not None:
+            read_only.reset(token)
 
 
 def commit() -> None:
     """Commit the request's transaction. Whatever the view reads afterwards (the response
-    body) runs in a read transaction, so SQLite's write lock is not held while rendering."""
+    body) runs as a read-only request, so SQLite's write lock is not held while rendering."""
     g.db.commit()
     write_intent.set(False)
+    read_only.set(True)
 
 
 def base_url() -> str:

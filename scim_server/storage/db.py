@@ -5,8 +5,8 @@ gunicorn workers: WAL mode (readers never block the writer), foreign keys
 switched on, and write transactions that take the write lock up front
 (``BEGIN IMMEDIATE``), so that two read-modify-write requests serialise instead
 of failing with "database is locked" when both try to upgrade their read lock.
-Read-only requests run without a transaction, each statement in its own snapshot,
-which is what PostgreSQL's READ COMMITTED gives them too.
+Read-only HTTP requests (``read_only``) run without a transaction, each statement in
+its own snapshot, which is what PostgreSQL's READ COMMITTED gives them too.
 
 Writers wait for each other in a queue of our own (see ``WriterQueue``), not in
 SQLite's busy handler, which sleeps in steps of up to 100 ms.
@@ -29,6 +29,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 #: Set by the HTTP layer for requests that will write; read when a transaction begins.
 write_intent: contextvars.ContextVar[bool] = contextvars.ContextVar("write_intent", default=False)
+#: Set by the HTTP layer for requests (and the parts of requests) that only read. Everything
+#: else (the CLI, cron jobs) runs in a transaction, whether it writes or not.
+read_only: contextvars.ContextVar[bool] = contextvars.ContextVar("read_only", default=False)
 #: Set for a write whose reads need not be under the write lock (see ``take_write_lock``).
 defer_write_lock: contextvars.ContextVar[bool] = contextvars.ContextVar("defer_write_lock", default=False)
 _DEFERRED = "scim_deferred_writer"
@@ -146,9 +149,12 @@ def _configure_sqlite(engine: Engine, queue: WriterQueue | None) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
         connection.info[_DEFERRED] = False
+        if read_only.get():
+            # A read-only request runs each statement in its own snapshot, as READ COMMITTED
+            # does on PostgreSQL: no BEGIN, and the closing rollback has nothing to undo.
+            return
         if not write_intent.get():
-            # A read runs each statement in its own snapshot, as READ COMMITTED does on
-            # PostgreSQL: no BEGIN, and the closing rollback has nothing to undo.
+            connection.exec_driver_sql("BEGIN")  # takes the write lock at its first write
             return
         if defer_write_lock.get():
             connection.exec_driver_sql("BEGIN")
