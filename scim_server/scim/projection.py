@@ -29,6 +29,8 @@ class Projection:
         self.included = self._keys(_split(attributes))
         self.excluded = self._keys(_split(excluded)) if not self.included else set()
         self.only = bool(self.included)
+        #: nothing to shape: no parameters, and the schemas hide nothing by default
+        self.everything = not self.included and not self.excluded and not rt.hidden_by_default
 
     def _keys(self, names: list[str]) -> set[Key]:
         keys: set[Key] = set()
@@ -68,6 +70,9 @@ class Projection:
 
     # ---------------------------------------------------------------- shaping
     def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """Shape a serialised resource (``marshal.dump`` has already left out ``returned: never``)."""
+        if self.everything:
+            return resource
         out: dict[str, Any] = {}
         for key, value in resource.items():
             if key == "schemas":

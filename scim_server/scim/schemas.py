@@ -176,6 +176,17 @@ class ResourceType:
             return None
         return attr, sub
 
+    @cached_property
+    def hidden_by_default(self) -> bool:
+        """Does a response without ``attributes``/``excludedAttributes`` leave anything out
+        besides top-level ``returned: never`` attributes (which serialisation never writes)?"""
+        for attr in self.iter_attributes():
+            if attr.returned == "request":
+                return True
+            if any(sub.returned in ("request", "never") for sub in attr.sub_attributes.values()):
+                return True
+        return False
+
     def iter_attributes(self) -> Iterator[Attribute]:
         """Every top-level attribute: common, core, then extensions."""
         yield from self.common.values()

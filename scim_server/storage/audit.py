@@ -55,12 +55,16 @@ def _flatten(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: built once: every write records an event, and building a statement costs more than running it
+_INSERT_EVENT = insert(AuditEvent.__table__)
+
+
 def record(session: Session, tenant_id: int, resource_type: str, resource_id: str, operation: str,
            changes: dict[str, Any]) -> None:
     who = current.get()
-    session.execute(insert(AuditEvent.__table__).values(  # Core insert: no ORM bookkeeping on every write
-        tenant_id=tenant_id, at=utcnow(), actor=who.actor, request_id=who.request_id,
-        resource_type=resource_type, resource_id=resource_id, operation=operation, changes=changes))
+    session.connection().execute(_INSERT_EVENT, {  # Core, on the session's connection: no ORM bookkeeping
+        "tenant_id": tenant_id, "at": utcnow(), "actor": who.actor, "request_id": who.request_id,
+        "resource_type": resource_type, "resource_id": resource_id, "operation": operation, "changes": changes})
 
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -69,5 +73,5 @@ def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
         return
     who = current.get()
     now = utcnow()
-    session.execute(insert(AuditEvent.__table__), [{"at": now, "actor": who.actor, "request_id": who.request_id, **r}
+    session.connection().execute(_INSERT_EVENT, [{"at": now, "actor": who.actor, "request_id": who.request_id, **r}
                                          for r in rows])
