@@ -393,3 +393,33 @@ def test_excluded_members_on_group_post_and_put(api, group):
     assert "members" not in response.get_json()
     doc = api.get(f"/Groups/{group['id']}").get_json()
     assert [m["value"] for m in doc["members"]] == [a["id"]]
+
+
+def test_returned_request_attributes_only_when_asked(tmp_path):
+    """No shipped schema has a ``returned: request`` attribute, so a copy of the schema files
+    with two gives the projection something to hide: by default it leaves them out (the shortcut
+    for unshaped responses must not apply), and ``attributes`` brings them back."""
+    import shutil
+    from pathlib import Path
+
+    from scim_server.scim.projection import Projection
+    from scim_server.scim.schemas import Registry
+
+    shutil.copytree(Path(__file__).parent.parent / "schemas", tmp_path / "schemas")
+    user_file = tmp_path / "schemas" / "User.json"
+    definition = json.loads(user_file.read_text(encoding="utf-8"))
+    for attr in definition["attributes"]:
+        if attr["name"] == "title":
+            attr["returned"] = "request"
+        if attr["name"] == "emails":
+            next(s for s in attr["subAttributes"] if s["name"] == "type")["returned"] = "request"
+    user_file.write_text(json.dumps(definition), encoding="utf-8")
+    rt = Registry(tmp_path / "schemas").resource_type("User")
+    doc = {"schemas": [CORE_USER], "id": "1", "userName": "u", "title": "Boss",
+           "emails": [{"value": "u@example.dk", "type": "work"}]}
+
+    assert rt.hidden_by_default
+    assert Projection(rt).apply(doc) == {"schemas": [CORE_USER], "id": "1", "userName": "u",
+                                         "emails": [{"value": "u@example.dk"}]}
+    asked = Projection(rt, "title,emails.type").apply(doc)
+    assert asked["title"] == "Boss" and asked["emails"] == [{"type": "work"}]
