@@ -395,26 +395,44 @@ def test_excluded_members_on_group_post_and_put(api, group):
     assert [m["value"] for m in doc["members"]] == [a["id"]]
 
 
-def test_returned_request_attributes_only_when_asked(tmp_path):
-    """No shipped schema has a ``returned: request`` attribute, so a copy of the schema files
-    with two gives the projection something to hide: by default it leaves them out (the shortcut
-    for unshaped responses must not apply), and ``attributes`` brings them back."""
+def _registry_with(tmp_path, returned: dict[str, str]):
+    """The shipped schemas, with the ``returned`` of some User attributes (``emails.type``) changed."""
     import shutil
     from pathlib import Path
 
-    from scim_server.scim.projection import Projection
     from scim_server.scim.schemas import Registry
 
     shutil.copytree(Path(__file__).parent.parent / "schemas", tmp_path / "schemas")
     user_file = tmp_path / "schemas" / "User.json"
     definition = json.loads(user_file.read_text(encoding="utf-8"))
     for attr in definition["attributes"]:
-        if attr["name"] == "title":
-            attr["returned"] = "request"
-        if attr["name"] == "emails":
-            next(s for s in attr["subAttributes"] if s["name"] == "type")["returned"] = "request"
+        for sub in [attr, *attr.get("subAttributes", ())]:
+            path = sub["name"] if sub is attr else f"{attr['name']}.{sub['name']}"
+            if path in returned:
+                sub["returned"] = returned[path]
     user_file.write_text(json.dumps(definition), encoding="utf-8")
-    rt = Registry(tmp_path / "schemas").resource_type("User")
+    return Registry(tmp_path / "schemas")
+
+
+def test_never_returned_sub_attribute_is_not_serialised(tmp_path):
+    """Serialisation passes a stored complex value whole only when none of its sub-attributes is
+    ``returned: never``; one that has such a sub-attribute is serialised sub-attribute by sub-attribute."""
+    from scim_server.scim import marshal
+
+    rt = _registry_with(tmp_path, {"emails.type": "never"}).resource_type("User")
+    doc = {"schemas": [CORE_USER], "id": "1", "userName": "u", "name": {"givenName": "U"},
+           "emails": [{"value": "u@example.dk", "type": "work"}]}
+    assert marshal.dump(rt, doc) == {"schemas": [CORE_USER], "id": "1", "userName": "u", "name": {"givenName": "U"},
+                                     "emails": [{"value": "u@example.dk"}]}
+
+
+def test_returned_request_attributes_only_when_asked(tmp_path):
+    """No shipped schema has a ``returned: request`` attribute, so a copy of the schema files
+    with two gives the projection something to hide: by default it leaves them out (the shortcut
+    for unshaped responses must not apply), and ``attributes`` brings them back."""
+    from scim_server.scim.projection import Projection
+
+    rt = _registry_with(tmp_path, {"title": "request", "emails.type": "request"}).resource_type("User")
     doc = {"schemas": [CORE_USER], "id": "1", "userName": "u", "title": "Boss",
            "emails": [{"value": "u@example.dk", "type": "work"}]}
 

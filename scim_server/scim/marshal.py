@@ -4,8 +4,11 @@ Input goes through two steps. ``canonicalise`` maps every key to the schema's
 spelling (SCIM names are case-insensitive), drops what the client may not set
 (readOnly attributes, unknown keys) and turns JSON nulls into absence. The
 generated marshmallow schema then checks types and required attributes. Output
-goes through the same generated schema, whose ``returned: never`` fields are
-load-only, so a password can never be serialised by mistake.
+goes through a schema generated the same way, whose ``returned: never`` fields are
+load-only, so a password can never be serialised by mistake. The output schema
+passes a complex value whole when none of its sub-attributes is ``returned: never``:
+every stored value was loaded (checked sub-attribute by sub-attribute) on its way in,
+and walking it again field by field cost two thirds of a resource's serialisation.
 """
 from __future__ import annotations
 
@@ -65,11 +68,10 @@ class ScimBinary(fields.String):
 
 def format_datetime(value: dt.datetime) -> str:
     """RFC 3339 in UTC with a ``Z``; microseconds only when present."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    value = value.astimezone(dt.UTC)
-    spec = "%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ"
-    return value.strftime(spec)
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(dt.UTC)
+    # isoformat, not strftime: every resource's meta has two of these, and strftime is 3x slower
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds" if value.microsecond else "seconds") + "Z"
 
 
 def _field_for(attr: Attribute) -> fields.Field:
@@ -99,6 +101,13 @@ def _field_for(attr: Attribute) -> fields.Field:
     return single
 
 
+def _output_field_for(attr: Attribute) -> fields.Field:
+    """The field that serialises an attribute (see the module docstring)."""
+    if attr.is_complex and not any(sub.returned == "never" for sub in attr.sub_attributes.values()):
+        return fields.Raw(allow_none=True, load_only=attr.returned == "never")
+    return _field_for(attr)
+
+
 def _complex_schema(attr: Attribute) -> type[MarshmallowSchema]:
     return MarshmallowSchema.from_dict(
         {sub.name: _field_for(sub) for sub in attr.sub_attributes.values()},
@@ -112,33 +121,36 @@ def resource_schema(rt: ResourceType) -> MarshmallowSchema:
     return _resource_schema_class(rt)(unknown=EXCLUDE)
 
 
-def _schema_for(rt: ResourceType, document: dict[str, Any]) -> MarshmallowSchema:
+def _schema_for(rt: ResourceType, document: dict[str, Any], output: bool = False) -> MarshmallowSchema:
     """The resource schema limited to the attributes a document has (marshmallow's ``only``):
     a user has a dozen of the seventy-odd attributes, and the others are skipped entirely."""
-    return _partial_schema(rt, tuple(document))
+    return _partial_schema(rt, tuple(document), output)
 
 
 @lru_cache(maxsize=1024)
-def _partial_schema(rt: ResourceType, keys: tuple[str, ...]) -> MarshmallowSchema:
+def _partial_schema(rt: ResourceType, keys: tuple[str, ...], output: bool) -> MarshmallowSchema:
     """Cached by the document's keys as they come: the same code paths produce the same keys."""
     names = {_internal_name(k) if k.startswith("urn:") else k for k in keys}
-    return _resource_schema_class(rt)(only=frozenset(names & resource_schema(rt).fields.keys()), unknown=EXCLUDE)
+    return _resource_schema_class(rt, output)(only=frozenset(names & resource_schema(rt).fields.keys()),
+                                              unknown=EXCLUDE)
 
 
 @cache
-def _resource_schema_class(rt: ResourceType) -> type[MarshmallowSchema]:
+def _resource_schema_class(rt: ResourceType, output: bool = False) -> type[MarshmallowSchema]:
+    """The schema that loads input or, with ``output``, the one that serialises resources."""
+    field_for = _output_field_for if output else _field_for
     declared: dict[str, fields.Field] = {"schemas": fields.List(fields.String())}
     for attr in [*rt.common.values(), *rt.core.attributes.values()]:
-        declared[attr.name] = _field_for(attr)
+        declared[attr.name] = field_for(attr)
     for ext in rt.extensions:
-        ext_fields = {a.name: _field_for(a) for a in ext.attributes.values()}
+        ext_fields = {a.name: field_for(a) for a in ext.attributes.values()}
         # marshmallow reads dots in field names as nesting ("2.0" in every URN), so an extension
         # is a field with a dot-free internal name (see _to_internal) and its URN as data_key.
         declared[_internal_name(ext.id)] = fields.Nested(
-            MarshmallowSchema.from_dict(ext_fields, name=f"ext_{ext.name}"), unknown=EXCLUDE, allow_none=True,
-            data_key=ext.id,
+            MarshmallowSchema.from_dict(ext_fields, name=f"ext_{ext.name}{'_out' if output else ''}"),
+            unknown=EXCLUDE, allow_none=True, data_key=ext.id,
         )
-    return MarshmallowSchema.from_dict(declared, name=f"{rt.name}Resource")
+    return MarshmallowSchema.from_dict(declared, name=f"{rt.name}Resource{'Output' if output else ''}")
 
 
 def _internal_name(urn: str) -> str:
@@ -326,7 +338,7 @@ def _check_primary(rt: ResourceType, data: dict[str, Any]) -> None:
 
 def dump(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
     """Serialise a full resource document; ``returned: never`` attributes cannot pass."""
-    return _drop_nones(_schema_for(rt, document).dump(_to_internal(rt, document)))
+    return _drop_nones(_schema_for(rt, document, output=True).dump(_to_internal(rt, document)))
 
 
 def canonical_value(attr: Attribute, value: Any) -> Any:
