@@ -24,3 +24,38 @@ def test_a_rolled_back_session_leaves_nothing(app):
         session.close()
     with sessions() as check:
         assert check.scalar(select(Tenant).where(Tenant.name == "half-way")) is None
+
+
+def test_a_user_write_checks_the_version_it_read(app, api):
+    """A user's UPDATE says "WHERE version = <the version read>": a write that read the user
+    before another request changed it fails (and the HTTP layer runs it again) instead of
+    overwriting that change."""
+    import pytest
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from scim_server.scim.schemas import registry
+    from scim_server.storage.db import defer_write_lock, write_intent
+    from scim_server.storage.models import User
+    from scim_server.storage.users import UserStore
+
+    user = api.create_user("versioned", title="First")
+    # as an HTTP user write runs: it reads without SQLite's write lock, then takes it to write
+    tokens = write_intent.set(True), defer_write_lock.set(True)
+    session = app.extensions["scim_sessions"]()
+    try:
+        row = session.get(User, user["id"])
+        store = UserStore(session, row.tenant_id, registry().resource_type("User"), "http://localhost/scim/v2")
+        doc = {**store.stored_document(row), "title": "Mine"}
+        changed = api.patch(f"/Users/{user['id']}", json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "title", "value": "Theirs"}]})
+        assert changed.status_code == 200
+        with pytest.raises(StaleDataError):
+            store.update(row, doc)
+        session.rollback()
+    finally:
+        session.close()
+        write_intent.reset(tokens[0])
+        defer_write_lock.reset(tokens[1])
+    after = api.get(f"/Users/{user['id']}").get_json()
+    assert after["title"] == "Theirs" and after["meta"]["version"] == 'W/"2"'

@@ -12,7 +12,7 @@ Writers wait for each other in a queue of our own (see ``WriterQueue``), not in
 SQLite's busy handler, which sleeps in steps of up to 100 ms.
 
 A request may defer the lock (``defer_write_lock``) when the rows it reads before
-writing are version-checked by the write itself (the ORM's ``version_id_col``): it reads
+writing are version-checked by the write itself (``User.version``): it reads
 and computes without the lock and takes it at its first write statement. A read whose
 answer decides whether a write is allowed (a cycle check, say) calls ``take_write_lock``
 first. If the version check fails, the request runs again with the lock up front.

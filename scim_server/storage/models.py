@@ -175,9 +175,10 @@ class User(Base):
     last_modified: Mapped[dt.datetime] = mapped_column(default=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
-    # Every ORM update and delete of a user says "WHERE version = <the version read>": a write
-    # that read the user before taking SQLite's write lock finds out if it changed meanwhile
-    # (see storage.db.take_write_lock). The stores set the new version themselves.
+    # Every update and delete of a user says "WHERE version = <the version read>" (the ORM's
+    # through this setting, UserStore.update in its own UPDATE): a write that read the user
+    # before taking SQLite's write lock finds out if it changed meanwhile (see
+    # storage.db.take_write_lock). The stores set the new version themselves.
     __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
 

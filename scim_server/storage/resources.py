@@ -8,6 +8,8 @@ with the page size (no N+1). ``users`` and ``groups`` hold the two stores.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -147,8 +149,14 @@ class ResourceStore:
         self.session.flush()
 
     def _flush(self) -> None:
-        try:
+        with self._write_errors():
             self.session.flush()
+
+    @contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        """The database's refusals of a write, as SCIM errors (a clash, a value that does not fit)."""
+        try:
+            yield
         except IntegrityError as exc:
             raise self._integrity_error(exc) from exc
         except DataError as exc:  # a value the column type cannot hold
