@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.util import identity_key
 
 from ..scim.errors import ScimError, uniqueness
 from ..scim.marshal import format_datetime
@@ -99,17 +100,26 @@ class UserStore(ResourceStore):
         return out
 
     def get(self, resource_id: str, *, for_update: bool = False):
-        """A read also brings the user's memberships (one statement instead of two)."""
-        if for_update:
-            return super().get(resource_id, for_update=True)
-        rows = self.session.connection().execute(USER_WITH_MEMBERSHIPS,
-                                                 {"rid": resource_id, "tid": self.tenant_id}).all()
+        """The user and its memberships in one statement (the response, and a write's audit
+        trail, need both). A write gets an ORM object (its row locked on PostgreSQL), made from
+        the statement's row instead of loaded by the ORM, which costs twice as much."""
+        if for_update and self.session.identity_map.get(identity_key(User, resource_id)) is not None:
+            return super().get(resource_id, for_update=True)  # loaded already in this session
+        statement = USER_WITH_MEMBERSHIPS
+        if for_update and self.dialect == "postgresql":
+            statement = USER_WITH_MEMBERSHIPS_LOCKED
+        rows = self.session.connection().execute(statement, {"rid": resource_id, "tid": self.tenant_id}).all()
         if not rows:
             return None
         self._memberships[rows[0].id] = [
             MembershipRow(*(getattr(r, f"m_{name}") for name in MembershipRow._fields))
             for r in rows if r.m_id is not None]
-        return rows[0]
+        if not for_update:
+            return rows[0]
+        user = User(**{c.key: getattr(rows[0], c.key) for c in _users.columns})
+        make_transient_to_detached(user)
+        self.session.add(user)  # persistent, as if the ORM had loaded it
+        return user
 
     def _membership_rows(self, user_ids: list[str]) -> dict[str, list[Any]]:
         """The users' membership rows (with their groups' names), read once per request.
@@ -293,6 +303,8 @@ USER_WITH_MEMBERSHIPS = (select(_users, *(c.label(f"m_{c.key}") for c in _MEMBER
                          .outerjoin(Group, Group.id == Membership.group_id)
                          .where(_users.c.id == bindparam("rid"), _users.c.tenant_id == bindparam("tid"))
                          .order_by(Group.display_name, Group.id))
+# FOR NO KEY UPDATE OF users: the user's row only (see resources._by_id), not its memberships
+USER_WITH_MEMBERSHIPS_LOCKED = USER_WITH_MEMBERSHIPS.with_for_update(key_share=True, of=_users)
 USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
                                         func.lower(User.user_name) == bindparam("name"), User.id != bindparam("own"))
 INSERT_USER = insert(_users)
