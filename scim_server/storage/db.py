@@ -153,15 +153,17 @@ def _configure_sqlite(engine: Engine, queue: WriterQueue | None) -> None:
             # A read-only request runs each statement in its own snapshot, as READ COMMITTED
             # does on PostgreSQL: no BEGIN, and the closing rollback has nothing to undo.
             return
+        # straight to the driver: a statement through SQLAlchemy costs more than BEGIN itself
+        execute = connection.connection.dbapi_connection.execute
         if not write_intent.get():
-            connection.exec_driver_sql("BEGIN")  # takes the write lock at its first write
+            execute("BEGIN")  # takes the write lock at its first write
             return
         if defer_write_lock.get():
-            connection.exec_driver_sql("BEGIN")
+            execute("BEGIN")
             connection.info[_DEFERRED] = True
             connection.info["scim_writer_queue"] = queue
             return
-        _queue_and_begin_immediate(queue, connection.exec_driver_sql)
+        _queue_and_begin_immediate(queue, execute)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _lock_at_first_write(connection, _cursor, statement, *_args) -> None:
