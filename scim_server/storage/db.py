@@ -24,7 +24,7 @@ import fcntl
 import os
 import threading
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 #: Set by the HTTP layer for requests that will write; read when a transaction begins.
@@ -180,16 +180,54 @@ def _unicode_lower(value):
     return value.lower() if isinstance(value, str) else value
 
 
-def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions for requests that only read.
+class ReadSession:
+    """The session of a read-only request: a plain connection, with a full ORM session only
+    for the rare read that wants one (a token not in the cache, say).
 
-    PostgreSQL's READ COMMITTED gives every statement its own snapshot, inside a transaction
-    or not, so a read needs no BEGIN and ROLLBACK: two round trips less per request. SQLite
-    keeps its transaction (one snapshot for all of a request's statements, and no round trips).
+    A read runs Core statements on ``connection()``. Checking a connection out through an ORM
+    session and returning it (its transaction bookkeeping) cost a GET more than its statement's
+    execution; without it, a read pays for the connection alone.
     """
-    if engine.dialect.name != "postgresql":
-        return make_session_factory(engine)
-    return make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session]):
+        self._engine = engine
+        self._sessions = sessions
+        self._connection: Connection | None = None
+        self._session: Session | None = None
+
+    def connection(self) -> Connection:
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    def get_bind(self, *_args, **_kwargs) -> Engine:
+        return self._engine
+
+    def __getattr__(self, name: str):
+        """Anything else a Session offers, from a Session on the same connection."""
+        if self._session is None:
+            self._session = self._sessions(bind=self.connection())
+        return getattr(self._session, name)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        if self._connection is not None:
+            self._connection.close()
+        self._session = self._connection = None
+
+
+def make_read_session_factory(engine: Engine):
+    """Sessions (``ReadSession``) for requests that only read.
+
+    They run without BEGIN and ROLLBACK, each statement in its own snapshot: on PostgreSQL in
+    autocommit (READ COMMITTED gives every statement its own snapshot anyway), on SQLite
+    without a transaction (see ``read_only``).
+    """
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    sessions = make_session_factory(engine)
+    return lambda: ReadSession(engine, sessions)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
