@@ -34,7 +34,7 @@ from scim_server.app import create_app  # noqa: E402
 from scim_server.config import Settings  # noqa: E402
 from scim_server.storage.db import make_engine  # noqa: E402
 
-CASES = ["get", "filter", "list-first", "patch", "create", "put"]
+CASES = ["get", "filter", "list-first", "list-last", "patch", "create", "put"]
 
 
 def requests_for(case: str, users: list[tuple[str, str, str]], n: int):
@@ -46,6 +46,8 @@ def requests_for(case: str, users: list[tuple[str, str, str]], n: int):
         return "GET", f'/scim/v2/Users?filter=userName eq "{name}"', None
     if case == "list-first":
         return "GET", "/scim/v2/Users?startIndex=1&count=100", None
+    if case == "list-last":
+        return "GET", f"/scim/v2/Users?startIndex={len(users) - 99}&count=100", None
     if case == "patch":
         return "PATCH", f"/scim/v2/Users/{uid}", (patch_body_template() % (n, n)).encode()
     template, _ = create_body_template()

@@ -300,3 +300,22 @@ def test_start_index_beyond_any_integer_column_is_an_empty_page(api):
     body = api.get("/Users?startIndex=99999999999999999999&count=5").get_json()
     assert body["totalResults"] == 1
     assert body["Resources"] == []
+
+
+@pytest.mark.parametrize("sort", [{}, {"sortBy": "title"}, {"sortBy": "title", "sortOrder": "descending"},
+                                  {"sortBy": "userName", "sortOrder": "descending"}, {"sortBy": "meta.created"}])
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_pages_past_the_middle_keep_the_order(api, sort, size):
+    """Pages past the middle are read from the far end, in the reversed order, and turned round:
+    the pages put together must be exactly the whole list, missing titles (NULLs) and equal
+    titles included, in either direction."""
+    for i, title in enumerate(["b", None, "a", "b", None, "c", "a"]):
+        api.create_user(f"mid{i}", **({"title": title} if title else {}))
+    whole = [r["id"] for r in page(api, count=100, **sort)["Resources"]]
+    assert len(whole) == 7
+    paged: list[str] = []
+    for start in range(1, 8, size):
+        body = page(api, startIndex=start, count=size, **sort)
+        assert body["totalResults"] == 7 and body["startIndex"] == start
+        paged += [r["id"] for r in body["Resources"]]
+    assert paged == whole

@@ -121,6 +121,8 @@ class ResourceType:
     core: Schema
     extensions: list[Schema]
     common: dict[str, Attribute]
+    #: paths resolved so far (every response asks for the same few; bounded, as clients name paths)
+    _resolved: dict[str, tuple[Attribute, Attribute | None] | None] = field(default_factory=dict, repr=False)
 
     @cached_property
     def schema_urns(self) -> dict[str, Schema]:
@@ -157,6 +159,16 @@ class ResourceType:
     def resolve(self, path: str) -> tuple[Attribute, Attribute | None] | None:
         """Resolve an attribute path (``userName``, ``name.givenName``, ``urn:..:manager.value``)
         to (attribute, sub-attribute or None). None when unknown."""
+        try:
+            return self._resolved[path]
+        except KeyError:
+            pass
+        found = self._resolve(path)
+        if len(self._resolved) < 10_000:
+            self._resolved[path] = found
+        return found
+
+    def _resolve(self, path: str) -> tuple[Attribute, Attribute | None] | None:
         schema, rest = self.split_urn(path)
         if schema is not None and not rest:
             return None

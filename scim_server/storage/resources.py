@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
 
 from ..scim.errors import ScimError, invalid_value
 from ..scim.filter_parser import lift_values
@@ -61,12 +62,28 @@ class ResourceStore:
     def search(self, filter_text: str | None, sort_by: str | None, descending: bool,
                start_index: int, count: int) -> tuple[int, list[Any]]:
         """One page and the exact total. A short page tells the total by itself (the usual
-        answer to an IdP's matching query), so the count query runs only when it must."""
+        answer to an IdP's matching query), so the count query runs only when it must.
+
+        A page past the middle is read from the far end (the order reversed, then the page
+        turned round): the database walks at most half the results to reach any offset, so the
+        last page of an import costs what the first does."""
         shape, values = lift_values(filter_text) if filter_text else (None, ())
         plan = _search_plan(type(self), self.rt, self.dialect, shape, sort_by, descending)
         params = {"tid": self.tenant_id, **(plan.filter.bind(values) if plan.filter else {})}
         connection = self.session.connection()
         rows: list[Any] = []
+        if count > 0 and start_index > 1:  # paging on: the total is needed anyway
+            total = connection.scalar(plan.count, params)
+            skip = start_index - 1
+            take = min(count, total - skip)
+            if take <= 0:
+                return total, rows
+            if skip <= total // 2:
+                return total, list(connection.execute(plan.page, {**params, "skip": skip, "take": take}))
+            back = _search_plan(type(self), self.rt, self.dialect, shape, sort_by, descending, reverse=True)
+            rows = list(connection.execute(back.page, {**params, "skip": total - skip - take, "take": take}))
+            rows.reverse()
+            return total, rows
         if count > 0:
             rows = list(connection.execute(plan.page, {**params, "skip": start_index - 1, "take": count}))
             if 0 < len(rows) < count or (not rows and start_index == 1):
@@ -177,7 +194,7 @@ class SearchPlan:
 
 @lru_cache(maxsize=1024)
 def _search_plan(store_class: type[ResourceStore], rt: ResourceType, dialect: str, shape: str | None,
-                 sort_by: str | None, descending: bool) -> SearchPlan:
+                 sort_by: str | None, descending: bool, reverse: bool = False) -> SearchPlan:
     """Statements for a filter shape and sort order, with the tenant, the filter's values, the
     offset and the page size as bind parameters. Building a statement and its cache key costs
     more than running it, and IdPs repeat the same few searches with new values."""
@@ -188,6 +205,8 @@ def _search_plan(store_class: type[ResourceStore], rt: ResourceType, dialect: st
     if template is not None:
         condition.append(template.condition)
     order = _order(model, rt, resolver, dialect, sort_by, descending, filtered=template is not None)
+    if reverse:  # the exact opposite order, ties and NULLs included
+        order = [_reversed(o) for o in order]
     # a deferred join: the filter, sort and offset walk ids only, then the page's rows are read
     ids = (select(model.id).where(*condition).order_by(*order)
            .offset(bindparam("skip")).limit(bindparam("take")).subquery())
@@ -195,6 +214,19 @@ def _search_plan(store_class: type[ResourceStore], rt: ResourceType, dialect: st
     page = select(table).join(ids, table.c.id == ids.c.id).order_by(*order)
     count = select(func.count()).select_from(table).where(*condition)
     return SearchPlan(template, page, count)
+
+
+def _reversed(term):
+    """``x`` / ``x ASC NULLS LAST`` <-> ``x DESC NULLS FIRST`` (SQL's defaults put NULLs last
+    ascending on PostgreSQL and first on SQLite, so the NULLs clause is always spelled out)."""
+    modifier = getattr(term, "modifier", None)
+    if modifier is operators.nulls_last_op:
+        return term.element.element.desc().nulls_first()
+    if modifier is operators.nulls_first_op:
+        return term.element.element.asc().nulls_last()
+    if modifier is operators.desc_op:
+        return term.element.asc()
+    return term.desc()
 
 
 def _order(model, rt: ResourceType, resolver, dialect: str, sort_by: str | None, descending: bool,
