@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from conftest import CORE_USER, ENTERPRISE, P2L_GROUP, create_unit
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -125,3 +127,35 @@ def test_concurrent_manager_changes_never_make_a_cycle(api):
         managers = {u["id"]: (api.get(f"/Users/{u['id']}").get_json().get(ENTERPRISE) or {}).get("manager", {})
                     .get("value") for u in (a, b)}
         assert not (managers[a["id"]] == b["id"] and managers[b["id"]] == a["id"]), "a manager cycle was committed"
+
+
+def test_a_patch_that_lost_the_race_runs_again(app, api, monkeypatch):
+    """On SQLite a user PATCH reads without the write lock; if another writer changes the user
+    before this one writes, the version check fails and the request runs once more, now with
+    the lock up front: the client sees one 200 and both changes are kept, in order."""
+    if app.extensions["scim_engine"].dialect.name != "sqlite":
+        pytest.skip("PostgreSQL locks the user's row when the write reads it: no one can change it in between")
+    from scim_server.storage.users import UserStore
+
+    user = api.create_user("raced", title="First")
+    real_update = UserStore.update
+    calls: list[int] = []
+
+    def update_after_another_writer(store, row, doc):
+        calls.append(row.version)
+        if len(calls) == 1:  # another writer commits between this request's read and its write
+            raw = app.extensions["scim_engine"].raw_connection()
+            try:
+                raw.execute("UPDATE users SET version = version + 1, display_name = 'Theirs' WHERE id = ?",
+                            (user["id"],))
+                raw.commit()
+            finally:
+                raw.close()
+        return real_update(store, row, doc)
+
+    monkeypatch.setattr(UserStore, "update", update_after_another_writer)
+    response = _patch_title(api, user["id"], "Mine")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert calls == [1, 2]  # the second run read the other writer's version
+    after = api.get(f"/Users/{user['id']}").get_json()
+    assert (after["title"], after["displayName"], after["meta"]["version"]) == ("Mine", "Theirs", 'W/"3"')

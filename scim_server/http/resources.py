@@ -80,9 +80,10 @@ def _user_writes_read_first(view):
     """Run a User write with SQLite's write lock taken at its first write, not before its reads.
 
     Reading, the PATCH engine, validation and the audit diff then run while other writers
-    write; the write itself checks the user's version (``User.__mapper_args__``). If another
-    request changed the user meanwhile, the request runs once more with the lock up front.
-    Groups keep the lock up front: a member change reads and writes many rows.
+    write; the write itself checks the user's version (``UserStore.update``). If another
+    request changed the user meanwhile, the request runs once more, from an empty session
+    and with the lock up front. Groups keep the lock up front: a member change reads and
+    writes many rows.
     """
     @wraps(view)
     def run(endpoint: str, *args, **kwargs):
@@ -93,6 +94,7 @@ def _user_writes_read_first(view):
             return view(endpoint, *args, **kwargs)
         except StaleDataError:
             g.db.rollback()
+            g.db.expunge_all()  # the second run reads everything afresh
         finally:
             defer_write_lock.reset(token)
         return view(endpoint, *args, **kwargs)

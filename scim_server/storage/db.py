@@ -42,8 +42,8 @@ def take_write_lock(connection) -> None:
     """Take SQLite's write lock now, if this transaction deferred it.
 
     The read transaction ends first (SQLite cannot upgrade a read snapshot that another
-    writer has since overtaken), so rows read before may have changed since: the ORM's
-    version check on the write finds out. PostgreSQL locks rows instead: nothing to do.
+    writer has since overtaken), so rows read before may have changed since: the write's
+    version check (``User.version``) finds out. PostgreSQL locks rows instead: nothing to do.
     """
     if not connection.info.get(_DEFERRED):
         return

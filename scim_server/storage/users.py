@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.orm.util import identity_key
 
 from ..scim.errors import ScimError, uniqueness
 from ..scim.marshal import format_datetime
@@ -103,8 +102,6 @@ class UserStore(ResourceStore):
         """The user and its memberships in one statement (the response, and a write's audit
         trail, need both). A write gets an ORM object (its row locked on PostgreSQL), made from
         the statement's row instead of loaded by the ORM, which costs twice as much."""
-        if for_update and self.session.identity_map.get(identity_key(User, resource_id)) is not None:
-            return super().get(resource_id, for_update=True)  # loaded already in this session
         statement = USER_WITH_MEMBERSHIPS
         if for_update and self.dialect == "postgresql":
             statement = USER_WITH_MEMBERSHIPS_LOCKED
