@@ -303,7 +303,8 @@ def test_start_index_beyond_any_integer_column_is_an_empty_page(api):
 
 
 @pytest.mark.parametrize("sort", [{}, {"sortBy": "title"}, {"sortBy": "title", "sortOrder": "descending"},
-                                  {"sortBy": "userName", "sortOrder": "descending"}, {"sortBy": "meta.created"}])
+                                  {"sortBy": "userName", "sortOrder": "descending"}, {"sortBy": "meta.created"},
+                                  {"filter": 'userName sw "MID"', "sortBy": "title"}])
 @pytest.mark.parametrize("size", [1, 2, 3, 4])
 def test_pages_past_the_middle_keep_the_order(api, sort, size):
     """Pages past the middle are read from the far end, in the reversed order, and turned round:

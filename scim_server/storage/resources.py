@@ -80,8 +80,7 @@ class ResourceStore:
                 return total, rows
             if skip <= total // 2:
                 return total, list(connection.execute(plan.page, {**params, "skip": skip, "take": take}))
-            back = _search_plan(type(self), self.rt, self.dialect, shape, sort_by, descending, reverse=True)
-            rows = list(connection.execute(back.page, {**params, "skip": total - skip - take, "take": take}))
+            rows = list(connection.execute(plan.page_from_end, {**params, "skip": total - skip - take, "take": take}))
             rows.reverse()
             return total, rows
         if count > 0:
@@ -185,16 +184,18 @@ class ResourceStore:
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """The statements of one kind of search, built once: the page of rows and the count."""
+    """The statements of one kind of search, built once: the page of rows (counted from the
+    start, or from the end in the opposite order) and the count."""
 
     filter: FilterTemplate | None
     page: Select
+    page_from_end: Select
     count: Select
 
 
 @lru_cache(maxsize=1024)
 def _search_plan(store_class: type[ResourceStore], rt: ResourceType, dialect: str, shape: str | None,
-                 sort_by: str | None, descending: bool, reverse: bool = False) -> SearchPlan:
+                 sort_by: str | None, descending: bool) -> SearchPlan:
     """Statements for a filter shape and sort order, with the tenant, the filter's values, the
     offset and the page size as bind parameters. Building a statement and its cache key costs
     more than running it, and IdPs repeat the same few searches with new values."""
@@ -205,15 +206,17 @@ def _search_plan(store_class: type[ResourceStore], rt: ResourceType, dialect: st
     if template is not None:
         condition.append(template.condition)
     order = _order(model, rt, resolver, dialect, sort_by, descending, filtered=template is not None)
-    if reverse:  # the exact opposite order, ties and NULLs included
-        order = [_reversed(o) for o in order]
-    # a deferred join: the filter, sort and offset walk ids only, then the page's rows are read
-    ids = (select(model.id).where(*condition).order_by(*order)
-           .offset(bindparam("skip")).limit(bindparam("take")).subquery())
     table = model.__table__
-    page = select(table).join(ids, table.c.id == ids.c.id).order_by(*order)
+
+    def page(order: list[Any]) -> Select:
+        # a deferred join: the filter, sort and offset walk ids only, then the page's rows are read
+        ids = (select(model.id).where(*condition).order_by(*order)
+               .offset(bindparam("skip")).limit(bindparam("take")).subquery())
+        return select(table).join(ids, table.c.id == ids.c.id).order_by(*order)
+
     count = select(func.count()).select_from(table).where(*condition)
-    return SearchPlan(template, page, count)
+    # from the end: the exact opposite order, ties and NULLs included
+    return SearchPlan(template, page(order), page([_reversed(term) for term in order]), count)
 
 
 def _reversed(term):
