@@ -197,15 +197,13 @@ class UserStore(ResourceStore):
 
     def create(self, doc: dict[str, Any]) -> User:
         now = utcnow()
-        row = User(id=str(uuid.uuid4()), tenant_id=self.tenant_id, created=now, last_modified=now, **NEW_USER)
+        row = User(**{**NEW_USER, "id": str(uuid.uuid4()), "tenant_id": self.tenant_id,
+                      "created": now, "last_modified": now})
         doc = {"active": True, **doc}  # a new account is active unless the client says otherwise
         for key, value in self._values(row, doc, new=True).items():
             setattr(row, key, value)
-        columns = {c.key: getattr(row, c.key) for c in _users.columns}
         with self._write_errors():
-            self.session.connection().execute(INSERT_USER, columns)
-        for key, value in columns.items():  # every column known, so none is read back later
-            setattr(row, key, value)
+            self.session.connection().execute(INSERT_USER, {c.key: getattr(row, c.key) for c in _users.columns})
         make_transient_to_detached(row)  # as if loaded: later changes (employments, leavers) use the ORM
         self.session.add(row)
         self._memberships[row.id] = []  # a new user is in no group yet
@@ -306,8 +304,8 @@ USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
                                         func.lower(User.user_name) == bindparam("name"), User.id != bindparam("own"))
 INSERT_USER = insert(_users)
 UPDATE_USER = update(_users).where(_users.c.id == bindparam("b_id"), _users.c.version == bindparam("b_version"))
-#: a new user's columns until the document says otherwise: the model's plain defaults (version 1, active)
-NEW_USER = {c.key: c.default.arg for c in _users.columns if c.default is not None and c.default.is_scalar}
+#: a new user: every column set (so none is read back later), to the model's plain default or None
+NEW_USER = {c.key: c.default.arg if c.default is not None and c.default.is_scalar else None for c in _users.columns}
 DISPLAY_NAMES = select(User.id, User.display_name).where(User.id.in_(bindparam("ids", expanding=True)))
 
 
