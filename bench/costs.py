@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Where one request's time goes, in-process (no HTTP server, no load): for each bench case,
-the median time through Flask's test client, the SQL statements it runs, and with
+the median time through Flask's test client, the SQL statements it runs through SQLAlchemy
+(SQLite's BEGIN and every COMMIT go to the driver directly and are not counted), and with
 ``--cprofile CASE`` the functions that cost most.
 
 It runs against a database that bench/run.py has seeded (it reuses the bench tenant), so the
