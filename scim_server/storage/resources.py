@@ -72,7 +72,7 @@ class ResourceStore:
         params = {"tid": self.tenant_id, **(plan.filter.bind(values) if plan.filter else {})}
         connection = self.session.connection()
         rows: list[Any] = []
-        if count > 0 and start_index > 1:  # paging on: the total is needed anyway
+        if count > 0 and start_index > 1:  # paging on: the total says from which end to read
             total = connection.scalar(plan.count, params)
             skip = start_index - 1
             take = min(count, total - skip)
