@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import time
 import uuid
 
@@ -630,3 +631,13 @@ def test_cli_revoke_of_an_unknown_token_or_client_fails(app, api, cli):
         result = cli(kind, "revoke", "no-such-id")
         assert result.exit_code != 0
         assert f"no {kind} 'no-such-id'" in result.output
+
+
+def test_client_ids_are_safe_command_line_arguments(app, cli):
+    """A client id is typed into `client revoke ID` and into IdP forms: one starting with '-'
+    (one in 64 of the URL-safe ids issued before) was read as an option, so the client could
+    not be revoked that way. Client ids are 32 hex digits."""
+    for _ in range(20):
+        client_id, _secret = make_client(app)
+        assert re.fullmatch(r"[0-9a-f]{32}", client_id), client_id
+    assert cli("client", "revoke", client_id).exit_code == 0

@@ -45,7 +45,8 @@ def create_client(session: Session, tenant: Tenant, scope: str, description: str
                   jwks: dict[str, Any] | None = None) -> tuple[OAuthClient, str | None]:
     """A new client; returns it with its secret (shown once), or None when it uses private_key_jwt."""
     secret = None if jwks else secrets.token_urlsafe(32)
-    client = OAuthClient(client_id=secrets.token_urlsafe(16), tenant_id=tenant.id,
+    # hex, not URL-safe base64: an id starting with "-" would read as an option on the command line
+    client = OAuthClient(client_id=secrets.token_hex(16), tenant_id=tenant.id,
                          secret_hash=hash_secret(secret) if secret else None, scope=check_scope(scope),
                          auth_method=KEY_METHOD if jwks else "client_secret_basic", jwks=jwks,
                          description=description)
