@@ -707,6 +707,8 @@ def org_statement_counts(url: str, token: str, marker: dict) -> dict:
     app = create_app(Settings.from_env(database_url=url, base_path=BASE))
     logging.getLogger("scim_server.access").setLevel(logging.WARNING)
     engine = app.extensions["scim_engine"]
+    if engine.dialect.name == "sqlite":  # the writer engine is made from the read engine: listen on both
+        engine = app.extensions.get("scim_read_engine", engine)
     current: dict = {"stmts": [], "tx": {}, "checkouts": 0}
 
     def before(conn, cursor, statement, parameters, context, executemany):

@@ -6,7 +6,7 @@ from flask import Flask
 from .config import Settings
 from .http import admin, context, discovery, errors, oauth, requestlog, resources
 from .scim.schemas import registry
-from .storage.db import make_engine, make_read_session_factory, make_session_factory
+from .storage.db import make_engine, make_read_session_factory, make_session_factory, read_engine
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -18,7 +18,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(settings.database_url)
     app.extensions["scim_engine"] = engine
     app.extensions["scim_sessions"] = make_session_factory(engine)
-    app.extensions["scim_read_sessions"] = make_read_session_factory(engine)
+    app.extensions["scim_read_engine"] = reader = read_engine(engine)
+    app.extensions["scim_read_sessions"] = make_read_session_factory(reader)
     registry()  # load and check the schema files at start-up, not on the first request
     requestlog.configure_logging()
     errors.register(app)

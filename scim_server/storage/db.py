@@ -23,6 +23,7 @@ import contextvars
 import fcntl
 import os
 import threading
+import weakref
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -120,16 +121,39 @@ def leave_writer_queue(*_args) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    """The engine for everything that may write (requests that write, the CLI, migrations).
+
+    On SQLite, the transaction rules above are events of this engine only. Requests that only
+    read use ``read_engine(engine)``: the same pool and connections, without the events, so a
+    read pays nothing for rules that never apply to it.
+    """
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, pool_size=8, max_overflow=8, connect_args={"timeout": 30})
         path = engine.url.database
-        _configure_sqlite(engine, WriterQueue(os.path.abspath(path)) if path and path != ":memory:" else None)
-        return engine
+        _configure_sqlite_connections(engine)
+        writer = engine.execution_options()  # its own events, on top of the engine's (none)
+        _configure_sqlite_transactions(writer, WriterQueue(os.path.abspath(path))
+                                       if path and path != ":memory:" else None)
+        _READ_ENGINES[writer] = engine
+        return writer
     return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: Engine, queue: WriterQueue | None) -> None:
+#: writer engine -> the engine it was made from, whose connections carry no transaction events
+_READ_ENGINES: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def read_engine(engine: Engine) -> Engine:
+    """The engine for requests that only read: on SQLite, ``engine`` without its transaction
+    events; on PostgreSQL, ``engine`` in autocommit (READ COMMITTED gives every statement its
+    own snapshot anyway, so BEGIN and ROLLBACK would buy nothing)."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return _READ_ENGINES.get(engine, engine)
+
+
+def _configure_sqlite_connections(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
         # Let SQLAlchemy (below) decide when a transaction starts and how.
@@ -146,6 +170,12 @@ def _configure_sqlite(engine: Engine, queue: WriterQueue | None) -> None:
         # in the case-insensitive userName index alike.
         dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
 
+    # A connection goes back to the pool after a commit or rollback; one returned without
+    # either leaves the writer queue here.
+    event.listen(engine.pool, "reset", leave_writer_queue)
+
+
+def _configure_sqlite_transactions(engine: Engine, queue: WriterQueue | None) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
         connection.info[_DEFERRED] = False
@@ -170,10 +200,8 @@ def _configure_sqlite(engine: Engine, queue: WriterQueue | None) -> None:
         if connection.info.get(_DEFERRED) and statement.split(None, 1)[0].upper() not in _READS:
             take_write_lock(connection)
 
-    # A commit leaves the queue once it is done (the session event below); a rollback, or a
-    # connection returned without either, leaves it here.
+    # A commit leaves the queue once it is done (the session event below); a rollback here.
     event.listen(engine, "rollback", leave_writer_queue)
-    event.listen(engine.pool, "reset", leave_writer_queue)
 
 
 def _unicode_lower(value):
@@ -218,14 +246,11 @@ class ReadSession:
 
 
 def make_read_session_factory(engine: Engine):
-    """Sessions (``ReadSession``) for requests that only read.
+    """Sessions (``ReadSession``) for requests that only read, on ``read_engine(...)``.
 
     They run without BEGIN and ROLLBACK, each statement in its own snapshot: on PostgreSQL in
-    autocommit (READ COMMITTED gives every statement its own snapshot anyway), on SQLite
-    without a transaction (see ``read_only``).
+    autocommit, on SQLite without a transaction.
     """
-    if engine.dialect.name == "postgresql":
-        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     sessions = make_session_factory(engine)
     return lambda: ReadSession(engine, sessions)
 
