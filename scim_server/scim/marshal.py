@@ -274,11 +274,16 @@ def load(rt: ResourceType, document: dict[str, Any], stored: dict[str, Any] | No
 
 
 def _drop_nones(value: Any) -> Any:
+    """``value`` without a None anywhere inside (in SCIM, null means "no value"). Most values
+    are strings: they are kept without a call of their own."""
     if isinstance(value, dict):
-        return {k: _drop_nones(v) for k, v in value.items() if v is not None}
+        return {k: _drop_nones(v) if isinstance(v, _NESTED) else v for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_drop_nones(v) for v in value if v is not None]
+        return [_drop_nones(v) if isinstance(v, _NESTED) else v for v in value if v is not None]
     return value
+
+
+_NESTED = (dict, list)
 
 
 def _describe(messages: Any, prefix: str = "") -> str:
