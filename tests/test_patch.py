@@ -427,3 +427,17 @@ def test_replace_a_filtered_value_with_an_object(api):
                                                 "value": {"value": "new@x.dk", "type": "work"}})
     assert r.status_code == 200, r.get_json()
     assert sorted(e["value"] for e in r.get_json()["emails"]) == ["home@x.dk", "new@x.dk"]
+
+
+def test_a_change_inside_a_complex_value_is_checked_and_kept_apart_from_the_stored_one(api, user):
+    """The PATCH engine works on a copy of the stored document all the way down: a sub-attribute
+    changed in place must not also change the stored value it is compared with (validation
+    skips values equal to the stored ones, and the audit trail diffs the two)."""
+    resp = api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": "name.givenName", "value": 7})
+    assert_scim_error(resp, 400, "invalidValue")
+    resp = api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": "emails[type eq \"work\"].primary",
+                                                  "value": "yes"})
+    assert_scim_error(resp, 400, "invalidValue")
+    body = _ok(api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": "name.givenName", "value": "Patricia"}))
+    assert body["name"] == {"givenName": "Patricia", "familyName": "Smith", "formatted": "Pat Smith"}
+    assert _get(api, user["id"])["name"]["givenName"] == "Patricia"
