@@ -65,6 +65,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--cases", nargs="*", default=CASES, choices=CASES)
     ap.add_argument("--cprofile", choices=CASES, help="print the costliest functions of this case")
+    ap.add_argument("--sort", default="cumulative", help="cProfile order: cumulative, tottime, ...")
+    ap.add_argument("--profile-out", metavar="FILE", help="also save the profile (pstats format)")
     ap.add_argument("--show-sql", action="store_true", help="print the statements of one request per case")
     args = ap.parse_args()
 
@@ -77,7 +79,10 @@ def main() -> int:
     users = seed.seeded_users(args.url, marker["tenant_id"])
     app = create_app(Settings(database_url=args.url))
     statements: list[str] = []
-    event.listen(app.extensions["scim_engine"], "before_cursor_execute",
+    engine = app.extensions["scim_engine"]
+    if engine.dialect.name == "sqlite":  # the writer engine is made from the read engine: listen on both
+        engine = app.extensions["scim_read_engine"]
+    event.listen(engine, "before_cursor_execute",
                  lambda _c, _cur, sql, *_a: statements.append(sql))
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
@@ -106,7 +111,9 @@ def main() -> int:
             print(f"{case:12s} median {statistics.median(times) * 1000:6.3f} ms   "
                   f"statements {statistics.median(counts):.0f}", flush=True)
             if profiler:
-                pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+                pstats.Stats(profiler).sort_stats(args.sort).print_stats(45)
+                if args.profile_out:
+                    profiler.dump_stats(args.profile_out)
     finally:
         print(json.dumps(seed.reset(args.url, marker["tenant_id"])))
     return 0

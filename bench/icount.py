@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Instructions per request, counted by valgrind's callgrind: a cost that does not move
+when the machine is busy, for comparing two versions of the code on a noisy machine.
+
+Timings in bench/costs.py and bench/run.py swing by 20 % and more from run to run when
+other work shares the CPU; the number of instructions a request executes does not. Each
+case runs in-process (Flask's test client, as in costs.py) twice under callgrind, with
+``--requests`` and with twice as many; the difference divided by the extra requests is
+the cost of one request, start-up and warm-up cancelled out. Hash seeds and the random
+choice of users are fixed, so two runs of the same code agree to a fraction of a percent.
+
+    python bench/icount.py --url sqlite:////tmp/scim-bench.db --cases get patch
+    python bench/icount.py --url sqlite:////tmp/scim-bench.db --physlimits ../shared/tools/physlimits.py \\
+        --physlimits-sqlite /tmp/scim-bench-physlimits.db
+
+Needs valgrind on PATH (``apt-get install -y valgrind``); each case takes about a minute.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+CASES = ["get", "filter", "patch", "create", "put"]
+PHYS_CASES = {"phys-select": ("GET", None), "phys-insert": ("POST", "/user")}
+WARM_UP = 30
+
+
+def read_marker(url: str) -> dict | None:
+    import seed
+
+    from scim_server.storage.db import make_engine
+    engine = make_engine(url)
+    try:
+        return seed.read_marker(engine)
+    finally:
+        engine.dispose()
+
+
+def child(args) -> None:
+    """Set up, warm up, run the requests, and leave without clean-up (the parent resets)."""
+    random.seed(1)
+    if args.case.startswith("phys-"):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(args.physlimits)))
+        os.environ.update({"PHYSLIMITS_DB": "sqlite" if args.url.startswith("sqlite") else "pg",
+                           "PHYSLIMITS_SQLITE": args.physlimits_sqlite, "PHYSLIMITS_PG_DSN": args.physlimits_pg_dsn})
+        import physlimits
+        client = physlimits.create_app().test_client()
+        method, path = PHYS_CASES[args.case]
+
+        def request(_n: int):
+            return client.open(path or f"/user/{random.randint(1, 100_000)}", method=method)
+    else:
+        import seed
+        from costs import requests_for
+
+        from scim_server.app import create_app
+        from scim_server.config import Settings
+        marker = read_marker(args.url)
+        users = seed.seeded_users(args.url, marker["tenant_id"])
+        client = create_app(Settings(database_url=args.url)).test_client()
+        headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/scim+json"}
+
+        def request(n: int):
+            method, path, body = requests_for(args.case, users, n)
+            return client.open(path, method=method, data=body, headers=headers)
+    for n in range(WARM_UP + args.count):
+        response = request(n)
+        if response.status_code >= 400:
+            raise SystemExit(f"{args.case}: {response.status_code} {response.get_data(as_text=True)[:300]}")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def instructions(args, case: str, count: int, token: str | None) -> int:
+    with tempfile.NamedTemporaryFile(suffix=".callgrind") as out:
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}",
+               sys.executable, os.path.abspath(__file__), "--child", case, "--count", str(count),
+               "--url", args.url, "--token", token or "", "--physlimits", args.physlimits or "",
+               "--physlimits-sqlite", args.physlimits_sqlite, "--physlimits-pg-dsn", args.physlimits_pg_dsn]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or not found:
+            raise SystemExit(f"{case}: callgrind run failed\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        return int(found.group(1))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", required=True, help="a database seeded by bench/run.py")
+    ap.add_argument("--cases", nargs="*", default=CASES, choices=CASES)
+    ap.add_argument("--requests", type=int, default=100, help="the first run's requests (the second runs twice as many)")
+    ap.add_argument("--physlimits", help="physlimits.py: also count its select and insert requests")
+    ap.add_argument("--physlimits-sqlite", default=os.path.join(tempfile.gettempdir(), "scim-bench-physlimits.db"))
+    ap.add_argument("--physlimits-pg-dsn", default="postgresql://postgres@127.0.0.1/scim_bench_physlimits")
+    ap.add_argument("--json", metavar="OUT")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--token", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        args.case = args.child
+        child(args)
+        return 0
+
+    import seed
+    marker = read_marker(args.url)
+    if not marker:
+        raise SystemExit("not seeded: run bench/run.py against this database first")
+    token = seed.new_token(args.url, marker["tenant_id"])
+    cases = list(args.cases) + (list(PHYS_CASES) if args.physlimits else [])
+    result = {}
+    try:
+        for case in cases:
+            low = instructions(args, case, args.requests, token)
+            high = instructions(args, case, 2 * args.requests, token)
+            per_request = (high - low) / args.requests
+            result[case] = per_request
+            print(f"{case:12s} {per_request / 1e6:8.3f} M instructions per request", flush=True)
+    finally:
+        print(json.dumps(seed.reset(args.url, marker["tenant_id"])))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
