@@ -124,6 +124,30 @@ def test_employment_round_trip(api, tree):
     assert employments(api, user["id"]) == {tree["team"]["id"]: emp}
 
 
+def test_every_read_renders_a_users_groups_and_employments_alike(api, tree):
+    """GET by id and a page of a list read a user's memberships with the user (a JSON array per
+    row); a write's response reads them on their own. All of them give the same groups, in
+    name order, with the same employment details (dates to the microsecond)."""
+    user = api.create_user("a@k.dk", **{P2L_USER: {"employments": [
+        {"value": tree["team"]["id"], "title": "Lærer", "primary": True, "startDate": "2020-08-01T07:30:15.25Z"},
+        {"value": tree["other"]["id"], "title": "Sygeplejerske", "endDate": "2099-07-31T00:00:00Z"}]}})
+    plain = api.create_group("Ægir")
+    ok(api.patch_ops(f"/Groups/{plain['id']}", {"op": "add", "path": "members", "value": [{"value": user["id"]}]}))
+    written = ok(api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": "title", "value": "x"})).get_json()
+    by_id = get(api, f"/Users/{user['id']}")
+    [found] = search(api, 'userName eq "a@k.dk"')["Resources"]
+    [listed] = [u for u in get(api, "/Users?count=50")["Resources"] if u["id"] == user["id"]]
+    for body in (by_id, found, listed):
+        assert body["groups"] == written["groups"]
+        assert body[P2L_USER] == written[P2L_USER]
+        assert body["meta"]["version"] == written["meta"]["version"]
+    assert [g["display"] for g in by_id["groups"]] == ["Indskoling", "Sundhed", "Ægir"]
+    jobs = {e["display"]: e for e in by_id[P2L_USER]["employments"]}
+    assert parse(jobs["Indskoling"]["startDate"]) == dt.datetime(2020, 8, 1, 7, 30, 15, 250000, tzinfo=dt.UTC)
+    assert parse(jobs["Sundhed"]["endDate"]) == dt.datetime(2099, 7, 31, tzinfo=dt.UTC)
+    assert jobs["Indskoling"]["primary"] is True and jobs["Sundhed"]["primary"] is False
+
+
 def test_employment_display_is_readonly(api, tree):
     user = api.create_user("a@k.dk", **{P2L_USER: {"employments": [
         {"value": tree["team"]["id"], "display": "Forged"}]}})

@@ -1,15 +1,15 @@
 """JSON document access in SQL, for SQLite (JSON1) and PostgreSQL (jsonb).
 
 Attributes without a column of their own live in the ``attributes`` document.
-The two databases spell "read a key", "read a boolean" and "iterate an array"
-differently; this module is the only place that knows both spellings, so the
-filter resolver above it stays dialect-free.
+The two databases spell "read a key", "read a boolean", "iterate an array" and
+"gather rows into an array" differently; this module is the only place that knows
+both spellings, so the filter resolver and the stores above it stay dialect-free.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, Float, String, cast, func, literal_column
+from sqlalchemy import JSON, Boolean, Float, String, cast, func, literal_column
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql import column
 from sqlalchemy.sql.elements import ColumnElement
@@ -74,3 +74,14 @@ class JsonDialect:
         if self.pg:
             return cast(value[key].astext, Float)
         return func.json_extract(value, _sqlite_path((key,)), type_=Float())
+
+    # ---------------------------------------------------------- aggregates
+    def objects(self, fields: dict[str, ColumnElement[Any]]) -> ColumnElement[Any]:
+        """An aggregate: each row as a JSON object with ``fields`` as its keys, all of them in one
+        JSON array (``[]`` for no rows), read back as a list of dicts. The array's order is
+        whatever the database's is: a caller that needs an order sorts the list."""
+        pairs = [part for key, value in fields.items() for part in (literal_column(f"'{key}'"), value)]
+        if self.pg:
+            return func.coalesce(func.json_agg(func.json_build_object(*pairs)),
+                                 literal_column("'[]'::json"), type_=JSON())
+        return func.json_group_array(func.json_object(*pairs), type_=JSON())

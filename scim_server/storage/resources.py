@@ -89,6 +89,11 @@ class ResourceStore:
                 return start_index - 1 + len(rows), rows
         return connection.scalar(plan.count, params), rows
 
+    @classmethod
+    def row_columns(cls, dialect: str) -> tuple[Any, ...]:
+        """Columns a page of rows carries beside the table's own (what ``documents`` needs)."""
+        return ()
+
     # --------------------------------------------------------------- documents
     def location(self, resource_id: str) -> str:
         return f"{self.base_url}{self.rt.endpoint}/{resource_id}"
@@ -212,7 +217,8 @@ def _search_plan(store_class: type[ResourceStore], rt: ResourceType, dialect: st
         # a deferred join: the filter, sort and offset walk ids only, then the page's rows are read
         ids = (select(model.id).where(*condition).order_by(*order)
                .offset(bindparam("skip")).limit(bindparam("take")).subquery())
-        return select(table).join(ids, table.c.id == ids.c.id).order_by(*order)
+        return (select(table, *store_class.row_columns(dialect))
+                .join(ids, table.c.id == ids.c.id).order_by(*order))
 
     count = select(func.count()).select_from(table).where(*condition)
     # from the end: the exact opposite order, ties and NULLs included

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import namedtuple
+from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -20,6 +21,7 @@ from ..scim.schemas import ENTERPRISE_USER
 from ..scim.validators import P2L_USER
 from . import audit, hierarchy, leavers, passwords, placement
 from .employments import EmploymentRows
+from .jsonsql import JsonDialect
 from .models import Group, Membership, User, utcnow
 from .resolvers import UserResolver
 from .resources import ResourceStore
@@ -61,6 +63,7 @@ class UserStore(ResourceStore):
         jobs: dict[str, list[Membership]] = {i: [] for i in ids}
         unit_eans: dict[str, str | None] = {}
         if ids and (want_groups or want_employments or want_units or want_ean):
+            self._take_memberships(rows)
             memberships = self._membership_rows(ids)
             for membership in (m for i in ids for m in memberships[i]):
                 name, is_unit, unit_ean = membership.display_name, membership.is_org_unit, membership.effective_ean
@@ -102,21 +105,34 @@ class UserStore(ResourceStore):
         """The user and its memberships in one statement (the response, and a write's audit
         trail, need both). A write gets an ORM object (its row locked on PostgreSQL), made from
         the statement's row instead of loaded by the ORM, which costs twice as much."""
-        statement = USER_WITH_MEMBERSHIPS
-        if for_update and self.dialect == "postgresql":
-            statement = USER_WITH_MEMBERSHIPS_LOCKED
-        rows = self.session.connection().execute(statement, {"rid": resource_id, "tid": self.tenant_id}).all()
-        if not rows:
+        statements = _statements(self.dialect)
+        statement = statements.by_id_locked if for_update else statements.by_id
+        row = self.session.connection().execute(statement, {"rid": resource_id, "tid": self.tenant_id}).first()
+        if row is None:
             return None
-        self._memberships[rows[0].id] = [
-            MembershipRow(*(getattr(r, f"m_{name}") for name in MembershipRow._fields))
-            for r in rows if r.m_id is not None]
+        self._take_memberships([row])
         if not for_update:
-            return rows[0]
-        user = User(**{c.key: getattr(rows[0], c.key) for c in _users.columns})
+            return row
+        user = User(**{c.key: getattr(row, c.key) for c in _users.columns})
         make_transient_to_detached(user)
         self.session.add(user)  # persistent, as if the ORM had loaded it
         return user
+
+    @classmethod
+    def row_columns(cls, dialect: str) -> tuple[Any, ...]:
+        """A page of users carries each user's memberships (see ``_take_memberships``)."""
+        return (_statements(dialect).memberships,)
+
+    def _take_memberships(self, rows: list[Any]) -> None:
+        """Keep the memberships that came with the rows (as JSON, from ``row_columns``)."""
+        known = self._memberships
+        for row in rows:
+            found = getattr(row, "memberships", None)
+            if found is not None and row.id not in known:
+                known[row.id] = _in_order([MembershipRow(
+                    m["id"], m["user_id"], m["group_id"], m["title"], _stored_datetime(m["start_date"]),
+                    _stored_datetime(m["end_date"]), bool(m["is_primary"]), m["display_name"],
+                    bool(m["is_org_unit"]), m["effective_ean"]) for m in found])
 
     def _membership_rows(self, user_ids: list[str]) -> dict[str, list[Any]]:
         """The users' membership rows (with their groups' names), read once per request.
@@ -131,6 +147,8 @@ class UserStore(ResourceStore):
                 known[i] = []
             for membership in self.session.connection().execute(MEMBERSHIPS_OF_USERS, {"ids": missing}):
                 known[membership.user_id].append(membership)
+            for i in missing:
+                known[i] = _in_order(known[i])
         return known
 
     def _memberships_changed(self, user_id: str) -> None:
@@ -285,21 +303,46 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MEMBERSHIP_COLUMNS = (Membership.id, Membership.user_id, Membership.group_id, Membership.title,
                        Membership.start_date, Membership.end_date, Membership.is_primary,
                        Group.display_name, Group.is_org_unit, Group.effective_ean)
+MembershipRow = namedtuple("MembershipRow", [c.key for c in _MEMBERSHIP_COLUMNS])
 MEMBERSHIPS_OF_USERS = (select(*_MEMBERSHIP_COLUMNS)
                         .join(Group, Group.id == Membership.group_id)
-                        .where(Membership.user_id.in_(bindparam("ids", expanding=True)))
-                        .order_by(Group.display_name, Group.id))
-#: GET /Users/{id}: the user and its memberships in one statement (a row per membership, or one
-#: row with NULL membership columns), as ``get`` and ``MembershipRow`` take them apart.
-MembershipRow = namedtuple("MembershipRow", [c.key for c in _MEMBERSHIP_COLUMNS])
+                        .where(Membership.user_id.in_(bindparam("ids", expanding=True))))
 _users = User.__table__
-USER_WITH_MEMBERSHIPS = (select(_users, *(c.label(f"m_{c.key}") for c in _MEMBERSHIP_COLUMNS))
-                         .outerjoin(Membership, Membership.user_id == _users.c.id)
-                         .outerjoin(Group, Group.id == Membership.group_id)
-                         .where(_users.c.id == bindparam("rid"), _users.c.tenant_id == bindparam("tid"))
-                         .order_by(Group.display_name, Group.id))
-# FOR NO KEY UPDATE OF users: the user's row only (see resources._by_id), not its memberships
-USER_WITH_MEMBERSHIPS_LOCKED = USER_WITH_MEMBERSHIPS.with_for_update(key_share=True, of=_users)
+
+
+def _in_order(memberships: list[Any]) -> list[Any]:
+    """A user's groups in one order on every database (by name, then id), whichever statement
+    read them."""
+    return sorted(memberships, key=lambda m: (m.display_name, m.group_id))
+
+
+def _stored_datetime(value: str | None) -> dt.datetime | None:
+    """A timestamp as the JSON aggregate renders it: SQLite's stored text (UTC, no zone) or
+    PostgreSQL's ISO 8601 with its offset."""
+    if value is None:
+        return None
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+class _UserStatements(namedtuple("_UserStatements", "memberships by_id by_id_locked")):
+    """Statements that differ by database (the memberships' JSON aggregate), built once each."""
+
+
+@cache
+def _statements(dialect: str) -> _UserStatements:
+    # the user's memberships, as one JSON array beside the user's columns: one row per user
+    # whatever the number of groups, and no second statement for them
+    memberships = (select(JsonDialect(dialect).objects({c.key: c for c in _MEMBERSHIP_COLUMNS}))
+                   .select_from(Membership).join(Group, Group.id == Membership.group_id)
+                   .where(Membership.user_id == _users.c.id)
+                   .scalar_subquery().label("memberships"))
+    by_id = select(_users, memberships).where(_users.c.id == bindparam("rid"), _users.c.tenant_id == bindparam("tid"))
+    # FOR NO KEY UPDATE OF users (PostgreSQL): the user's row only (see resources._by_id)
+    locked = by_id.with_for_update(key_share=True, of=_users) if dialect == "postgresql" else by_id
+    return _UserStatements(memberships, by_id, locked)
+
+
 USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
                                         func.lower(User.user_name) == bindparam("name"), User.id != bindparam("own"))
 INSERT_USER = insert(_users)
