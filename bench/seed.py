@@ -232,12 +232,14 @@ def reset(url: str, tenant_id: int, analyze: bool = False) -> dict[str, Any]:
         engine.dispose()
 
 
-def new_token(url: str, tenant_id: int) -> str:
-    """Drop the bench tenant's old tokens and create a fresh one."""
+def new_token(url: str, tenant_id: int, replace: bool = True) -> str:
+    """Create a fresh token for the bench tenant; ``replace`` drops its old tokens first
+    (not wanted by a tool that may run beside another one using its own token)."""
     engine = make_engine(url)
     try:
         with make_session_factory(engine).begin() as session:
-            session.execute(delete(BearerToken).where(BearerToken.tenant_id == tenant_id))
+            if replace:
+                session.execute(delete(BearerToken).where(BearerToken.tenant_id == tenant_id))
             tenant = session.get(Tenant, tenant_id)
             return tenant_store.create_token(session, tenant, description="bench/run.py")
     finally:
