@@ -75,7 +75,7 @@ def main() -> int:
     probe.dispose()
     if not marker:
         raise SystemExit("not seeded: run bench/run.py against this database first")
-    token = seed.new_token(args.url, marker["tenant_id"])
+    token = seed.new_token(args.url, marker["tenant_id"], replace=False)
     users = seed.seeded_users(args.url, marker["tenant_id"])
     app = create_app(Settings(database_url=args.url))
     statements: list[str] = []

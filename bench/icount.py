@@ -117,7 +117,7 @@ def main() -> int:
     marker = read_marker(args.url)
     if not marker:
         raise SystemExit("not seeded: run bench/run.py against this database first")
-    token = seed.new_token(args.url, marker["tenant_id"])
+    token = seed.new_token(args.url, marker["tenant_id"], replace=False)
     cases = list(args.cases) + (list(PHYS_CASES) if args.physlimits else [])
     result = {}
     try:
