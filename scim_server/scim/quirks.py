@@ -30,10 +30,16 @@ class Context:
     def __init__(self, rt: ResourceType, document: dict[str, Any]):
         self.rt = rt
         self.document = document
+        self._targets: dict[str, Any] = {}  # path -> attribute_of(path): most quirks ask
 
     def attribute_of(self, path: Any) -> tuple[Attribute, Attribute | None, ast.Filter | None] | None:
         if not isinstance(path, str) or not path:
             return None
+        if path not in self._targets:
+            self._targets[path] = self._resolve(path)
+        return self._targets[path]
+
+    def _resolve(self, path: str) -> tuple[Attribute, Attribute | None, ast.Filter | None] | None:
         try:
             parsed = parse_path(path)
         except Exception:
