@@ -218,13 +218,15 @@ class UserStore(ResourceStore):
 
     def create(self, doc: dict[str, Any]) -> User:
         now = utcnow()
-        row = User(**{**NEW_USER, "id": str(uuid.uuid4()), "tenant_id": self.tenant_id,
-                      "created": now, "last_modified": now})
+        values = {**NEW_USER, "id": str(uuid.uuid4()), "tenant_id": self.tenant_id, "created": now,
+                  "last_modified": now}
+        row = _NEW_USER_INSTANCE()  # see ``get``
+        row.__dict__.update(values)
         doc = {"active": True, **doc}  # a new account is active unless the client says otherwise
-        for key, value in self._values(row, doc, new=True).items():
-            setattr(row, key, value)
+        values.update(self._values(row, doc, new=True))
+        row.__dict__.update(values)
         with self._write_errors():
-            self.session.connection().execute(INSERT_USER, {c.key: getattr(row, c.key) for c in _users.columns})
+            self.session.connection().execute(INSERT_USER, values)
         make_transient_to_detached(row)  # as if loaded: later changes (employments, leavers) use the ORM
         self.session.add(row)
         self._memberships[row.id] = []  # a new user is in no group yet
