@@ -379,3 +379,20 @@ def test_deleting_the_manager_clears_it_on_the_report(api):
     ext = got.get_json().get(ENTERPRISE, {})
     assert "manager" not in ext
     assert ext.get("department") == "Ops"
+
+
+def test_checks_across_the_document_name_what_is_wrong(api):
+    """Required attributes (core and inside an extension's complex values) and one primary
+    value per list are checked on the whole document; each failure names the attribute."""
+    p2l = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
+    r = api.post("/Users", json={"schemas": [CORE_USER], "displayName": "No Name"})
+    assert "userName" in assert_scim_error(r, 400, "invalidValue")["detail"]
+    r = api.post("/Users", json=_user_body(emails=[{"value": "a@x.dk", "primary": True},
+                                                  {"value": "b@x.dk", "primary": True}]))
+    assert "emails" in assert_scim_error(r, 400, "invalidValue")["detail"]
+    r = api.post("/Users", json=_user_body(**{p2l: {"employments": [{"title": "Lærer"}]}}))
+    assert "employments.value" in assert_scim_error(r, 400, "invalidValue")["detail"]
+    r = api.post("/Users", json=_user_body(emails=[{"value": "a@x.dk", "primary": True},
+                                                  {"value": "b@x.dk", "primary": False}]))
+    assert r.status_code == 201
+    assert api.get("/Users?count=0").get_json()["totalResults"] == 1

@@ -16,7 +16,7 @@ import base64
 import binascii
 import datetime as dt
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from marshmallow import EXCLUDE, ValidationError, fields
 from marshmallow import Schema as MarshmallowSchema
@@ -299,43 +299,57 @@ def _describe(messages: Any, prefix: str = "") -> str:
     return f"'{prefix}': {messages}"
 
 
+class _Checks(NamedTuple):
+    """The attributes the checks across a document look at, per container (None: the core
+    schema, else an extension's URN): found once per resource type, not per request."""
+
+    required: list[tuple[str | None, Attribute]]
+    required_subs: list[tuple[str | None, Attribute, list[Attribute]]]
+    primary: list[tuple[str | None, Attribute]]
+
+
+@lru_cache(maxsize=64)
+def _checks(rt: ResourceType) -> _Checks:
+    containers = [(None, rt.core)] + [(e.id, e) for e in rt.extensions]
+    return _Checks(
+        # a read-only core attribute (id) is the server's to set; extensions' have none
+        [(key, attr) for key, schema in containers for attr in schema.attributes.values()
+         if attr.required and (key is not None or not attr.read_only)],
+        [(key, attr, subs) for key, schema in containers for attr in schema.attributes.values()
+         if attr.is_complex and (subs := [sub for sub in attr.sub_attributes.values()
+                                          if sub.required and not sub.read_only])],
+        [(key, attr) for key, schema in containers for attr in schema.attributes.values()
+         if attr.multi_valued and attr.is_complex and attr.sub("primary") is not None],
+    )
+
+
+def _container(data: dict[str, Any], key: str | None) -> dict[str, Any]:
+    return data if key is None else (data.get(key) or {})
+
+
 def _check_required(rt: ResourceType, data: dict[str, Any]) -> None:
-    for attr in rt.core.attributes.values():
-        if attr.required and not attr.read_only and data.get(attr.name) in (None, "", []):
-            raise invalid_value(f"Attribute '{attr.name}' is required")
-    for ext in rt.extensions:
-        ext_data = data.get(ext.id)
-        if not ext_data:
+    checks = _checks(rt)
+    for key, attr in checks.required:
+        container = _container(data, key)
+        if key is not None and not container:
+            continue  # an extension the resource does not use
+        if container.get(attr.name) in (None, "", []):
+            raise invalid_value(f"Attribute '{attr.name if key is None else f'{key}:{attr.name}'}' is required")
+    for key, attr, subs in checks.required_subs:
+        container = _container(data, key)
+        if attr.name not in container:
             continue
-        for attr in ext.attributes.values():
-            if attr.required and ext_data.get(attr.name) in (None, "", []):
-                raise invalid_value(f"Attribute '{ext.id}:{attr.name}' is required")
-    _check_required_subs(list(rt.core.attributes.values()), data)
-    for ext in rt.extensions:
-        _check_required_subs(list(ext.attributes.values()), data.get(ext.id) or {})
-
-
-def _check_required_subs(attrs: list[Attribute], data: dict[str, Any]) -> None:
-    for attr in attrs:
-        if not attr.is_complex or attr.name not in data:
-            continue
-        values = data[attr.name] if attr.multi_valued else [data[attr.name]]
-        for item in values:
-            for sub in attr.sub_attributes.values():
-                if sub.required and not sub.read_only and item.get(sub.name) in (None, ""):
+        for item in container[attr.name] if attr.multi_valued else [container[attr.name]]:
+            for sub in subs:
+                if item.get(sub.name) in (None, ""):
                     raise invalid_value(f"Sub-attribute '{attr.name}.{sub.name}' is required")
 
 
 def _check_primary(rt: ResourceType, data: dict[str, Any]) -> None:
-    containers = [(rt.core.attributes.values(), data)] + [(e.attributes.values(), data.get(e.id) or {})
-                                                          for e in rt.extensions]
-    for attrs, container in containers:
-        for attr in attrs:
-            if not (attr.multi_valued and attr.is_complex and attr.sub("primary") is not None):
-                continue
-            items = container.get(attr.name) or []
-            if sum(1 for item in items if item.get("primary") is True) > 1:
-                raise invalid_value(f"At most one '{attr.name}' value may be primary")
+    for key, attr in _checks(rt).primary:
+        items = _container(data, key).get(attr.name) or []
+        if sum(1 for item in items if item.get("primary") is True) > 1:
+            raise invalid_value(f"At most one '{attr.name}' value may be primary")
 
 
 # ---------------------------------------------------------------------------- output
