@@ -8,10 +8,14 @@ case runs in-process (Flask's test client, as in costs.py) twice under callgrind
 ``--requests`` and with twice as many; the difference divided by the extra requests is
 the cost of one request, start-up and warm-up cancelled out. Hash seeds and the random
 choice of users are fixed, so two runs of the same code agree to a fraction of a percent.
+``--gunicorn`` counts in a real server instead: one sync gunicorn worker (ours, and physlimits'
+app for its cases), driven over keep-alive HTTP; the worker's count is what is compared.
 
     python bench/icount.py --url sqlite:////tmp/scim-bench.db --cases get patch
     python bench/icount.py --url sqlite:////tmp/scim-bench.db --physlimits ../shared/tools/physlimits.py \\
         --physlimits-sqlite /tmp/scim-bench-physlimits.db
+    python bench/icount.py --url sqlite:////tmp/scim-bench.db --gunicorn --cases get patch \\
+        --physlimits ../shared/tools/physlimits.py
 
 Needs valgrind on PATH (``apt-get install -y valgrind``); each case takes about a minute.
 """
@@ -95,6 +99,79 @@ def instructions(args, case: str, count: int, token: str | None) -> int:
         return int(found.group(1))
 
 
+def server_instructions(args, case: str, count: int, token: str | None, users) -> int:
+    """The same count in a real server: ours (``scim-server serve``) or physlimits' app, in one
+    sync gunicorn worker under callgrind, driven over keep-alive HTTP from this process. Nothing
+    of the kernel's share (sockets, thread switches) is counted: it is the same for both."""
+    import http.client
+    import signal
+    import socket
+    import time
+    import urllib.parse
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if case.startswith("phys-"):
+        env.update({"PHYSLIMITS_DB": "sqlite" if args.url.startswith("sqlite") else "pg",
+                    "PHYSLIMITS_SQLITE": args.physlimits_sqlite, "PHYSLIMITS_PG_DSN": args.physlimits_pg_dsn})
+        served = [sys.executable, "-m", "gunicorn", "--chdir", os.path.dirname(os.path.abspath(args.physlimits)),
+                  "-b", f"127.0.0.1:{port}", "-w", "1", "-k", "sync", "--log-level", "warning",
+                  "physlimits:create_app()"]
+        ready = "/ping"
+    else:
+        env["SCIM_DATABASE_URL"] = args.url
+        served = [sys.executable, "-m", "scim_server.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                  "--workers", "1", "--threads", "1"]
+        ready = "/healthz"
+    random.seed(1)
+    with tempfile.TemporaryDirectory(prefix="icount-") as tmp:
+        server = subprocess.Popen(["valgrind", "--tool=callgrind", "--trace-children=yes",
+                                   f"--callgrind-out-file={tmp}/cg.%p", *served], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+            for _ in range(300):  # valgrind starts slowly
+                try:
+                    conn.request("GET", ready)
+                    conn.getresponse().read()
+                    break
+                except OSError:
+                    conn.close()
+                    time.sleep(1)
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+            for n in range(WARM_UP + count):
+                if case == "phys-select":
+                    method, path, body = "GET", f"/user/{random.randint(1, 100_000)}", None
+                elif case == "phys-insert":
+                    method, path, body = "POST", "/user", None
+                else:
+                    from costs import requests_for
+                    method, path, body = requests_for(case, users, n)
+                    path = urllib.parse.quote(path, safe="/?=&")
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status >= 400:
+                    raise SystemExit(f"{case}: {method} {path}: {response.status}")
+            conn.close()
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(300)
+        # one file per process: the master's (valgrind keeps the pid it started) and the worker's
+        counts = {name: _summary(os.path.join(tmp, name)) for name in os.listdir(tmp)}
+        workers = [n for name, n in counts.items() if name != f"cg.{server.pid}"]
+        if len(workers) != 1:
+            raise SystemExit(f"{case}: expected one worker's count, found {counts}")
+        return workers[0]
+
+
+def _summary(path: str) -> int:
+    with open(path) as f:
+        return int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", required=True, help="a database seeded by bench/run.py")
@@ -103,6 +180,8 @@ def main() -> int:
     ap.add_argument("--physlimits", help="physlimits.py: also count its select and insert requests")
     ap.add_argument("--physlimits-sqlite", default=os.path.join(tempfile.gettempdir(), "scim-bench-physlimits.db"))
     ap.add_argument("--physlimits-pg-dsn", default="postgresql://postgres@127.0.0.1/scim_bench_physlimits")
+    ap.add_argument("--gunicorn", action="store_true",
+                    help="count in a real server (one sync gunicorn worker) instead of Flask's test client")
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, help=argparse.SUPPRESS)
@@ -120,10 +199,17 @@ def main() -> int:
     token = seed.new_token(args.url, marker["tenant_id"], replace=False)
     cases = list(args.cases) + (list(PHYS_CASES) if args.physlimits else [])
     result = {}
+    users = seed.seeded_users(args.url, marker["tenant_id"]) if args.gunicorn else None
+
+    def count(case: str, n: int) -> int:
+        if args.gunicorn:
+            return server_instructions(args, case, n, token, users)
+        return instructions(args, case, n, token)
+
     try:
         for case in cases:
-            low = instructions(args, case, args.requests, token)
-            high = instructions(args, case, 2 * args.requests, token)
+            low = count(case, args.requests)
+            high = count(case, 2 * args.requests)
             per_request = (high - low) / args.requests
             result[case] = per_request
             print(f"{case:12s} {per_request / 1e6:8.3f} M instructions per request", flush=True)
