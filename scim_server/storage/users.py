@@ -132,10 +132,10 @@ class UserStore(ResourceStore):
         for row in rows:
             found = getattr(row, "memberships", None)
             if found is not None and row.id not in known:
-                known[row.id] = _in_order([MembershipRow(
-                    m["id"], m["user_id"], m["group_id"], m["title"], _stored_datetime(m["start_date"]),
-                    _stored_datetime(m["end_date"]), bool(m["is_primary"]), m["display_name"],
-                    bool(m["is_org_unit"]), m["effective_ean"]) for m in found])
+                # JSON has no timestamps, and SQLite's booleans arrive as 0 and 1
+                known[row.id] = _in_order([MembershipRow(**{
+                    **m, "start_date": _stored_datetime(m["start_date"]), "end_date": _stored_datetime(m["end_date"]),
+                    "is_primary": bool(m["is_primary"]), "is_org_unit": bool(m["is_org_unit"])}) for m in found])
 
     def _membership_rows(self, user_ids: list[str]) -> dict[str, list[Any]]:
         """The users' membership rows (with their groups' names), read once per request.
