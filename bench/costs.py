@@ -28,12 +28,11 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import seed  # noqa: E402
-from run import create_body_template, patch_body_template  # noqa: E402
+from run import create_body_template, patch_body_template, watched_engine  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
 from scim_server.app import create_app  # noqa: E402
 from scim_server.config import Settings  # noqa: E402
-from scim_server.storage.db import make_engine  # noqa: E402
 
 CASES = ["get", "filter", "list-first", "list-last", "patch", "create", "put"]
 
@@ -70,19 +69,14 @@ def main() -> int:
     ap.add_argument("--show-sql", action="store_true", help="print the statements of one request per case")
     args = ap.parse_args()
 
-    probe = make_engine(args.url)
-    marker = seed.read_marker(probe)
-    probe.dispose()
+    marker = seed.read_marker_at(args.url)
     if not marker:
         raise SystemExit("not seeded: run bench/run.py against this database first")
     token = seed.new_token(args.url, marker["tenant_id"], replace=False)
     users = seed.seeded_users(args.url, marker["tenant_id"])
     app = create_app(Settings(database_url=args.url))
     statements: list[str] = []
-    engine = app.extensions["scim_engine"]
-    if engine.dialect.name == "sqlite":  # the writer engine is made from the read engine: listen on both
-        engine = app.extensions["scim_read_engine"]
-    event.listen(engine, "before_cursor_execute",
+    event.listen(watched_engine(app), "before_cursor_execute",
                  lambda _c, _cur, sql, *_a: statements.append(sql))
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}

@@ -35,50 +35,47 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 CASES = ["get", "filter", "patch", "create", "put"]
-PHYS_CASES = {"phys-select": ("GET", None), "phys-insert": ("POST", "/user")}
+PHYS_CASES = ("phys-select", "phys-insert")
 WARM_UP = 30
 
 
-def read_marker(url: str) -> dict | None:
-    import seed
+def physlimits_env(args) -> dict[str, str]:
+    """How physlimits' app finds its database (its select and insert cases)."""
+    return {"PHYSLIMITS_DB": "sqlite" if args.url.startswith("sqlite") else "pg",
+            "PHYSLIMITS_SQLITE": args.physlimits_sqlite, "PHYSLIMITS_PG_DSN": args.physlimits_pg_dsn}
 
-    from scim_server.storage.db import make_engine
-    engine = make_engine(url)
-    try:
-        return seed.read_marker(engine)
-    finally:
-        engine.dispose()
+
+def request_for(case: str, users, n: int) -> tuple[str, str, bytes | None]:
+    """(method, path, body) of a case's n-th request: physlimits' own, or bench/costs.py's."""
+    if case == "phys-select":
+        return "GET", f"/user/{random.randint(1, 100_000)}", None
+    if case == "phys-insert":
+        return "POST", "/user", None
+    from costs import requests_for
+    return requests_for(case, users, n)
 
 
 def child(args) -> None:
     """Set up, warm up, run the requests, and leave without clean-up (the parent resets)."""
     random.seed(1)
-    if args.case.startswith("phys-"):
+    headers = {}
+    users = None
+    if args.case in PHYS_CASES:
         sys.path.insert(0, os.path.dirname(os.path.abspath(args.physlimits)))
-        os.environ.update({"PHYSLIMITS_DB": "sqlite" if args.url.startswith("sqlite") else "pg",
-                           "PHYSLIMITS_SQLITE": args.physlimits_sqlite, "PHYSLIMITS_PG_DSN": args.physlimits_pg_dsn})
+        os.environ.update(physlimits_env(args))
         import physlimits
         client = physlimits.create_app().test_client()
-        method, path = PHYS_CASES[args.case]
-
-        def request(_n: int):
-            return client.open(path or f"/user/{random.randint(1, 100_000)}", method=method)
     else:
         import seed
-        from costs import requests_for
 
         from scim_server.app import create_app
         from scim_server.config import Settings
-        marker = read_marker(args.url)
-        users = seed.seeded_users(args.url, marker["tenant_id"])
+        users = seed.seeded_users(args.url, seed.read_marker_at(args.url)["tenant_id"])
         client = create_app(Settings(database_url=args.url)).test_client()
         headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/scim+json"}
-
-        def request(n: int):
-            method, path, body = requests_for(args.case, users, n)
-            return client.open(path, method=method, data=body, headers=headers)
     for n in range(WARM_UP + args.count):
-        response = request(n)
+        method, path, body = request_for(args.case, users, n)
+        response = client.open(path, method=method, data=body, headers=headers)
         if response.status_code >= 400:
             raise SystemExit(f"{args.case}: {response.status_code} {response.get_data(as_text=True)[:300]}")
     sys.stdout.flush()
@@ -105,17 +102,15 @@ def server_instructions(args, case: str, count: int, token: str | None, users) -
     of the kernel's share (sockets, thread switches) is counted: it is the same for both."""
     import http.client
     import signal
-    import socket
     import time
     import urllib.parse
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    from run import free_port
+
+    port = free_port()
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    if case.startswith("phys-"):
-        env.update({"PHYSLIMITS_DB": "sqlite" if args.url.startswith("sqlite") else "pg",
-                    "PHYSLIMITS_SQLITE": args.physlimits_sqlite, "PHYSLIMITS_PG_DSN": args.physlimits_pg_dsn})
+    if case in PHYS_CASES:
+        env.update(physlimits_env(args))
         served = [sys.executable, "-m", "gunicorn", "--chdir", os.path.dirname(os.path.abspath(args.physlimits)),
                   "-b", f"127.0.0.1:{port}", "-w", "1", "-k", "sync", "--log-level", "warning",
                   "physlimits:create_app()"]
@@ -142,14 +137,8 @@ def server_instructions(args, case: str, count: int, token: str | None, users) -
                     time.sleep(1)
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
             for n in range(WARM_UP + count):
-                if case == "phys-select":
-                    method, path, body = "GET", f"/user/{random.randint(1, 100_000)}", None
-                elif case == "phys-insert":
-                    method, path, body = "POST", "/user", None
-                else:
-                    from costs import requests_for
-                    method, path, body = requests_for(case, users, n)
-                    path = urllib.parse.quote(path, safe="/?=&")
+                method, path, body = request_for(case, users, n)
+                path = urllib.parse.quote(path, safe="/?=&")
                 conn.request(method, path, body=body, headers=headers)
                 response = conn.getresponse()
                 response.read()
@@ -193,7 +182,7 @@ def main() -> int:
         return 0
 
     import seed
-    marker = read_marker(args.url)
+    marker = seed.read_marker_at(args.url)
     if not marker:
         raise SystemExit("not seeded: run bench/run.py against this database first")
     token = seed.new_token(args.url, marker["tenant_id"], replace=False)

@@ -66,6 +66,14 @@ def log(msg: str) -> None:
 
 
 # ---------------------------------------------------------------------------------- helpers
+def watched_engine(app):
+    """The app's engine whose events see every request's statements, reads and writes: the one
+    the other engine was made from (SQLite: the read engine, the writer is an option engine of
+    it; PostgreSQL: the writer, the read engine is its autocommit option engine)."""
+    engine = app.extensions["scim_engine"]
+    return app.extensions.get("scim_read_engine", engine) if engine.dialect.name == "sqlite" else engine
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -706,9 +714,7 @@ def org_statement_counts(url: str, token: str, marker: dict) -> dict:
     e = marker["expect"]
     app = create_app(Settings.from_env(database_url=url, base_path=BASE))
     logging.getLogger("scim_server.access").setLevel(logging.WARNING)
-    engine = app.extensions["scim_engine"]
-    if engine.dialect.name == "sqlite":  # the writer engine is made from the read engine: listen on both
-        engine = app.extensions.get("scim_read_engine", engine)
+    engine = watched_engine(app)
     current: dict = {"stmts": [], "tx": {}, "checkouts": 0}
 
     def before(conn, cursor, statement, parameters, context, executemany):

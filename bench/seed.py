@@ -120,6 +120,15 @@ def read_marker(engine) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
+def read_marker_at(url: str) -> dict[str, Any] | None:
+    """``read_marker`` for a database URL (an engine of its own, disposed of)."""
+    engine = make_engine(url)
+    try:
+        return read_marker(engine)
+    finally:
+        engine.dispose()
+
+
 def _write_marker(conn, value: dict[str, Any]) -> None:
     conn.execute(delete(marker_table).where(marker_table.c.key == "seed"))
     conn.execute(insert(marker_table), [{"key": "seed", "value": json.dumps(value)}])
