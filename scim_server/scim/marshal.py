@@ -267,19 +267,20 @@ def load(rt: ResourceType, document: dict[str, Any], stored: dict[str, Any] | No
         data = _from_internal(rt, _schema_for(rt, changed).load(changed))
     except ValidationError as exc:
         raise invalid_value("Invalid attribute value: " + _describe(exc.messages)) from exc
-    data = {**kept, **_drop_nones(data)}
+    data = {**kept, **without_nones(data)}
     _check_required(rt, data)
     _check_primary(rt, data)
     return validators.apply(data)
 
 
-def _drop_nones(value: Any) -> Any:
-    """``value`` without a None anywhere inside (in SCIM, null means "no value"). Most values
-    are strings: they are kept without a call of their own."""
+def without_nones(value: Any) -> Any:
+    """A copy of a JSON document without a None anywhere inside (in SCIM, null means "no
+    value"): its dicts and lists new, its strings, numbers and booleans shared (they cannot
+    change). Most values are strings: they are kept without a call of their own."""
     if isinstance(value, dict):
-        return {k: _drop_nones(v) if isinstance(v, _NESTED) else v for k, v in value.items() if v is not None}
+        return {k: without_nones(v) if isinstance(v, _NESTED) else v for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_drop_nones(v) if isinstance(v, _NESTED) else v for v in value if v is not None]
+        return [without_nones(v) if isinstance(v, _NESTED) else v for v in value if v is not None]
     return value
 
 
@@ -357,7 +358,7 @@ def _check_primary(rt: ResourceType, data: dict[str, Any]) -> None:
 
 def dump(rt: ResourceType, document: dict[str, Any]) -> dict[str, Any]:
     """Serialise a full resource document; ``returned: never`` attributes cannot pass."""
-    return _drop_nones(_schema_for(rt, document, output=True).dump(_to_internal(rt, document)))
+    return without_nones(_schema_for(rt, document, output=True).dump(_to_internal(rt, document)))
 
 
 def canonical_value(attr: Attribute, value: Any) -> Any:
@@ -383,4 +384,4 @@ def load_attribute(attr: Attribute, value: Any) -> Any:
         loaded = _field_for(attr).deserialize(value)
     except ValidationError as exc:
         raise invalid_value(f"Invalid value for '{attr.path}': " + _describe(exc.messages, attr.path)) from exc
-    return _drop_nones(loaded)
+    return without_nones(loaded)
