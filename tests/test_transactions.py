@@ -46,9 +46,7 @@ def test_a_user_write_checks_the_version_it_read(app, api):
         row = session.get(User, user["id"])
         store = UserStore(session, row.tenant_id, registry().resource_type("User"), "http://localhost/scim/v2")
         doc = {**store.stored_document(row), "title": "Mine"}
-        changed = api.patch(f"/Users/{user['id']}", json={
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "title", "value": "Theirs"}]})
+        changed = api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": "title", "value": "Theirs"})
         assert changed.status_code == 200
         with pytest.raises(StaleDataError):
             store.update(row, doc)

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from conftest import BASE, CORE_USER, ENTERPRISE, assert_scim_error
+from conftest import BASE, CORE_USER, ENTERPRISE, P2L_USER, assert_scim_error
 
 VERSION_RE = re.compile(r'^W/".+"$')
 
@@ -384,13 +384,12 @@ def test_deleting_the_manager_clears_it_on_the_report(api):
 def test_checks_across_the_document_name_what_is_wrong(api):
     """Required attributes (core and inside an extension's complex values) and one primary
     value per list are checked on the whole document; each failure names the attribute."""
-    p2l = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
     r = api.post("/Users", json={"schemas": [CORE_USER], "displayName": "No Name"})
     assert "userName" in assert_scim_error(r, 400, "invalidValue")["detail"]
     r = api.post("/Users", json=_user_body(emails=[{"value": "a@x.dk", "primary": True},
                                                   {"value": "b@x.dk", "primary": True}]))
     assert "emails" in assert_scim_error(r, 400, "invalidValue")["detail"]
-    r = api.post("/Users", json=_user_body(**{p2l: {"employments": [{"title": "Lærer"}]}}))
+    r = api.post("/Users", json=_user_body(**{P2L_USER: {"employments": [{"title": "Lærer"}]}}))
     assert "employments.value" in assert_scim_error(r, 400, "invalidValue")["detail"]
     r = api.post("/Users", json=_user_body(emails=[{"value": "a@x.dk", "primary": True},
                                                   {"value": "b@x.dk", "primary": False}]))
