@@ -56,6 +56,16 @@ def test_malformed_json_is_invalid_syntax(api, body):
     assert_scim_error(api.request("POST", "/Users", data=body), 400, "invalidSyntax")
 
 
+@pytest.mark.parametrize("value", ['"\\ud800"', "NaN", "Infinity", "1e400"],
+                         ids=["lone-surrogate", "nan", "infinity", "overflow"])
+def test_json_the_rfc_does_not_allow_is_invalid_syntax_and_nothing_is_stored(api, value):
+    """RFC 8259 has no NaN or Infinity, and a string of unpaired UTF-16 surrogates is no Unicode
+    text (neither database can store it); Python's own parser lets all of them through."""
+    body = '{"schemas": ["%s"], "userName": "odd-json@example.com", "title": %s}' % (CORE_USER, value)
+    assert_scim_error(api.request("POST", "/Users", data=body), 400, "invalidSyntax")
+    assert api.get('/Users?filter=userName eq "odd-json@example.com"').get_json()["totalResults"] == 0
+
+
 def test_malformed_json_on_put_and_patch_is_invalid_syntax(api):
     user = api.create_user("bad@example.com")
     assert_scim_error(api.request("PUT", f"/Users/{user['id']}", data="{"), 400, "invalidSyntax")

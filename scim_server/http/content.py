@@ -7,9 +7,9 @@ Requests with a body must be ``application/scim+json`` or ``application/json``
 from __future__ import annotations
 
 import json
-from functools import partial
 from typing import Any
 
+import orjson
 from flask import Response, request
 
 from ..scim.errors import ScimError, invalid_syntax
@@ -26,18 +26,25 @@ def json_body() -> Any:
     if not raw:
         raise invalid_syntax("The request body is empty")
     try:
-        return json.loads(raw)
-    except ValueError as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise invalid_syntax(f"The body is not valid JSON: {exc}") from exc
 
 
 def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A SCIM body is made of JSON types only (``marshal.dump``): the standard library encodes
-    it directly, without the app's JSON provider (two context lookups per response)."""
-    response = Response(_encode(body), status=status, mimetype=SCIM_JSON)
+    """A SCIM body is made of JSON types only (``marshal.dump``), encoded directly rather than
+    through the app's JSON provider (two context lookups per response)."""
+    response = Response(encode(body), status=status, mimetype=SCIM_JSON)
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
 
 
-_encode = partial(json.dumps, ensure_ascii=False)
+def encode(body: Any) -> bytes:
+    """UTF-8 JSON. orjson encodes a resource several times faster than the standard library
+    (a page of 100 users, especially); an integer beyond 64 bits, which orjson refuses, can
+    only be in data stored before it decoded the requests, and goes through ``json``."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body, ensure_ascii=False).encode()

@@ -9,13 +9,13 @@ request body.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
 import time
 import uuid
 
+import orjson
 from flask import Flask, Response, g, request
 
 from ..storage import audit
@@ -29,7 +29,7 @@ class JsonFormatter(logging.Formatter):
         line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         line.update(getattr(record, "fields", {}))
-        return json.dumps(line, ensure_ascii=False)
+        return orjson.dumps(line, default=str).decode()
 
 
 class LineHandler(logging.StreamHandler):
