@@ -6,9 +6,10 @@ spelling (SCIM names are case-insensitive), drops what the client may not set
 generated marshmallow schema then checks types and required attributes. Output
 goes through a schema generated the same way, whose ``returned: never`` fields are
 load-only, so a password can never be serialised by mistake. The output schema
-passes a complex value whole when none of its sub-attributes is ``returned: never``:
-every stored value was loaded (checked sub-attribute by sub-attribute) on its way in,
-and walking it again field by field cost two thirds of a resource's serialisation.
+passes a value whole (an attribute, or a whole extension) when nothing inside it is
+``returned: never``: every stored value was loaded (type-checked, sub-attribute by
+sub-attribute) on its way in, and checking it again field by field cost two thirds of a
+resource's serialisation.
 """
 from __future__ import annotations
 
@@ -103,9 +104,14 @@ def _field_for(attr: Attribute) -> fields.Field:
 
 def _output_field_for(attr: Attribute) -> fields.Field:
     """The field that serialises an attribute (see the module docstring)."""
-    if attr.is_complex and not any(sub.returned == "never" for sub in attr.sub_attributes.values()):
+    if not _hides_inside(attr):
         return fields.Raw(allow_none=True, load_only=attr.returned == "never")
     return _field_for(attr)
+
+
+def _hides_inside(attr: Attribute) -> bool:
+    """Has the attribute a ``returned: never`` sub-attribute, which serialisation must cut out?"""
+    return any(sub.returned == "never" for sub in attr.sub_attributes.values())
 
 
 def _complex_schema(attr: Attribute) -> type[MarshmallowSchema]:
@@ -143,9 +149,12 @@ def _resource_schema_class(rt: ResourceType, output: bool = False) -> type[Marsh
     for attr in [*rt.common.values(), *rt.core.attributes.values()]:
         declared[attr.name] = field_for(attr)
     for ext in rt.extensions:
-        ext_fields = {a.name: field_for(a) for a in ext.attributes.values()}
         # marshmallow reads dots in field names as nesting ("2.0" in every URN), so an extension
         # is a field with a dot-free internal name (see _to_internal) and its URN as data_key.
+        if output and not any(a.returned == "never" or _hides_inside(a) for a in ext.attributes.values()):
+            declared[_internal_name(ext.id)] = fields.Raw(allow_none=True, data_key=ext.id)
+            continue
+        ext_fields = {a.name: field_for(a) for a in ext.attributes.values()}
         declared[_internal_name(ext.id)] = fields.Nested(
             MarshmallowSchema.from_dict(ext_fields, name=f"ext_{ext.name}{'_out' if output else ''}"),
             unknown=EXCLUDE, allow_none=True, data_key=ext.id,
