@@ -66,6 +66,23 @@ def test_json_the_rfc_does_not_allow_is_invalid_syntax_and_nothing_is_stored(api
     assert api.get('/Users?filter=userName eq "odd-json@example.com"').get_json()["totalResults"] == 0
 
 
+@pytest.mark.parametrize("value", ['\\ud800', '\\udfffx', 'a\\u0000b'], ids=["high", "low", "nul"])
+def test_a_filter_value_no_database_can_hold_is_invalid_filter(api, value):
+    """An unpaired surrogate or U+0000 in a filter's string: 400 invalidFilter, on both databases
+    (it used to reach the database, which failed the query: a 500)."""
+    for expression in (f'userName eq "{value}"', f'emails[value co "{value}"]'):
+        assert_scim_error(api.get(f"/Users?filter={expression}"), 400, "invalidFilter")
+
+
+def test_a_string_with_u0000_is_invalid_value_on_both_databases(api):
+    """PostgreSQL cannot store U+0000 in text; SQLite could, so it is refused before either sees it."""
+    resp = api.post("/Users", json={"schemas": [CORE_USER], "userName": "nul\u0000byte@example.com"})
+    assert_scim_error(resp, 400, "invalidValue")
+    user = api.create_user("nul-patch@example.com")
+    resp = api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": "name.givenName", "value": "a\u0000b"})
+    assert_scim_error(resp, 400, "invalidValue")
+
+
 def test_malformed_json_on_put_and_patch_is_invalid_syntax(api):
     user = api.create_user("bad@example.com")
     assert_scim_error(api.request("PUT", f"/Users/{user['id']}", data="{"), 400, "invalidSyntax")

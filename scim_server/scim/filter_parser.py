@@ -13,11 +13,11 @@ RFC 7644 §3.4.2.2) with three corrections made here, each covered by tests:
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+import orjson
 from scim2_filter_parser import ast
 from scim2_filter_parser.lexer import SCIMLexer
 from scim2_filter_parser.parser import SCIMParser
@@ -35,8 +35,19 @@ class ScimFilterLexer(SCIMLexer):
 
     @_(r'"(?:[^"\\]|\\.)*"')  # noqa: F821 (sly's rule decorator)
     def COMP_VALUE(self, t):  # noqa: N802 (sly's token naming)
-        t.value = QuotedString(json.loads(t.value))
+        t.value = string_value(t.value)
         return t
+
+
+def string_value(quoted: str) -> QuotedString:
+    """A quoted compValue as its string: JSON's escapes, but neither an unpaired UTF-16
+    surrogate nor U+0000, which no stored string can hold (PostgreSQL refuses both, SQLite
+    cannot encode the first), so a filter with one is invalid rather than a failed query.
+    Raises ValueError."""
+    value = orjson.loads(quoted)
+    if "\x00" in value:
+        raise ValueError("a string may not contain U+0000")
+    return QuotedString(value)
 
 
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -54,7 +65,7 @@ def lift_values(text: str) -> tuple[str, tuple[str, ...]]:
 
     def slot(match: re.Match) -> str:
         try:
-            values.append(QuotedString(json.loads(match.group(0))))
+            values.append(string_value(match.group(0)))
         except ValueError as exc:
             raise invalid_filter(f"Malformed string {match.group(0)} in the filter") from exc
         return f'"#{len(values) - 1}"'

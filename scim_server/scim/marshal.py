@@ -55,6 +55,18 @@ class ScimDateTime(fields.Field):
         return value
 
 
+class ScimString(fields.String):
+    """A string without U+0000: PostgreSQL cannot store one, so neither database takes it."""
+
+    default_error_messages = {"nul": "Contains U+0000, which no attribute can hold."}
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise self.make_error("nul")
+        return text
+
+
 class ScimBinary(fields.String):
     default_error_messages = {"invalid_base64": "Not valid base64."}
 
@@ -92,7 +104,7 @@ def _field_for(attr: Attribute) -> fields.Field:
     elif attr.type == "binary":
         single = ScimBinary()
     else:  # string, reference
-        single = fields.String()
+        single = ScimString()
     if attr.multi_valued:
         return fields.List(single, **kwargs)
     if attr.is_complex:
