@@ -83,6 +83,21 @@ def test_a_string_with_u0000_is_invalid_value_on_both_databases(api):
     assert_scim_error(resp, 400, "invalidValue")
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("endpoint", ["Users", "Groups"])
+def test_an_id_with_u0000_is_404(api, method, endpoint):
+    resp = api.request(method, f"/{endpoint}/a%00b", data="{}" if method in ("PUT", "PATCH") else None)
+    assert_scim_error(resp, 404)
+
+
+def test_a_member_with_u0000_in_its_id_is_invalid_value(api):
+    group = api.create_group("nul-members")
+    resp = api.patch_ops(f"/Groups/{group['id']}", {"op": "add", "path": "members", "value": [{"value": "a\u0000b"}]})
+    assert_scim_error(resp, 400, "invalidValue")
+    resp = api.patch_ops(f"/Groups/{group['id']}", {"op": "add", "path": "members", "value": ["not an object"]})
+    assert_scim_error(resp, 400, "invalidValue")
+
+
 def test_malformed_json_on_put_and_patch_is_invalid_syntax(api):
     user = api.create_user("bad@example.com")
     assert_scim_error(api.request("PUT", f"/Users/{user['id']}", data="{"), 400, "invalidSyntax")

@@ -52,6 +52,8 @@ def _one(store: ResourceStore, row, projection: Projection, status: int = 200, l
 
 
 def _find(store: ResourceStore, resource_id: str, for_update: bool = False):
+    if "\x00" in resource_id:  # no id has one, and PostgreSQL refuses to compare with it
+        raise not_found(f"{store.rt.name} not found")
     row = store.get(resource_id, for_update=for_update)
     if row is None:
         raise not_found(f"{store.rt.name} {resource_id} not found")
