@@ -261,10 +261,10 @@ class FilterCompiler:
         if kind == "dateTime":
             try:
                 moment = dt.datetime.fromisoformat(str(raw))
-            except ValueError as exc:
+                # in UTC, as stored: a moment whose UTC falls outside years 1-9999 is no dateTime
+                moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+            except (ValueError, OverflowError) as exc:
                 raise invalid_filter(f"'{attr.path}' is a dateTime: {raw!r} is not one") from exc
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=dt.UTC)
             if _is_datetime_column(expr):
                 return moment
             return format_datetime(moment)

@@ -46,10 +46,9 @@ class ScimDateTime(fields.Field):
         if not isinstance(value, str):
             raise self.make_error("invalid")
         try:
-            parsed = dt.datetime.fromisoformat(value.strip())
-        except ValueError as exc:
+            return format_datetime(dt.datetime.fromisoformat(value.strip()))
+        except (ValueError, OverflowError) as exc:  # overflow: in UTC, before year 1 or after 9999
             raise self.make_error("invalid") from exc
-        return format_datetime(parsed)
 
     def _serialize(self, value, attr, obj, **kwargs):
         return value

@@ -1,0 +1,35 @@
+"""Input at the edges of what the grammar and the types allow: each was a 500 once, found by
+sending thousands of odd requests to a running server on both databases. Each must be a SCIM
+error naming the problem, and change nothing."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+
+from conftest import CORE_USER, P2L_USER, assert_scim_error, create_unit
+
+SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+#: in UTC these fall before year 1 or after year 9999, which no datetime holds
+EDGE_MOMENTS = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+
+
+@pytest.mark.parametrize("moment", EDGE_MOMENTS)
+@pytest.mark.parametrize("path", ["meta.lastModified", "meta.created", f"{P2L_USER}:employments.startDate"])
+def test_a_filter_date_beyond_the_calendar_in_utc_is_invalid_filter(api, moment, path):
+    resp = api.get("/Users?filter=" + quote(f'{path} gt "{moment}"'))
+    assert_scim_error(resp, 400, "invalidFilter")
+    resp = api.post("/.search", json={"schemas": [SEARCH], "filter": f'{path} le "{moment}"'})
+    assert_scim_error(resp, 400, "invalidFilter")
+
+
+@pytest.mark.parametrize("moment", EDGE_MOMENTS)
+def test_an_employment_date_beyond_the_calendar_in_utc_is_invalid_value(api, moment):
+    unit = create_unit(api, "Edge")
+    body = {"schemas": [CORE_USER, P2L_USER], "userName": "edge@example.com",
+            P2L_USER: {"employments": [{"value": unit["id"], "startDate": moment}]}}
+    assert_scim_error(api.post("/Users", json=body), 400, "invalidValue")
+    user = api.create_user("edge2@example.com")
+    resp = api.patch_ops(f"/Users/{user['id']}", {"op": "add", "path": f"{P2L_USER}:employments",
+                                                  "value": [{"value": unit["id"], "endDate": moment}]})
+    assert_scim_error(resp, 400, "invalidValue")
