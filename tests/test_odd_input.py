@@ -33,3 +33,10 @@ def test_an_employment_date_beyond_the_calendar_in_utc_is_invalid_value(api, mom
     resp = api.patch_ops(f"/Users/{user['id']}", {"op": "add", "path": f"{P2L_USER}:employments",
                                                   "value": [{"value": unit["id"], "endDate": moment}]})
     assert_scim_error(resp, 400, "invalidValue")
+
+
+@pytest.mark.parametrize("path", ['emails[type eq "work"][type eq "work"]', 'emails[type eq "work"][value pr].value'])
+def test_a_path_with_two_value_filters_is_invalid_path(api, path):
+    user = api.create_user("two-filters@example.com", emails=[{"value": "a@example.com", "type": "work"}])
+    resp = api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": path, "value": "b@example.com"})
+    assert_scim_error(resp, 400, "invalidPath")

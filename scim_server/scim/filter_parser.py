@@ -186,4 +186,6 @@ def parse_path(text: str) -> Path:
 
 
 def _attr_text(attr_path: ast.AttrPath) -> str:
+    if not isinstance(attr_path.attr_name, str):  # a second [filter] on a value path
+        raise invalid_path("A path may filter an attribute's values once: attr[filter].sub")
     return f"{attr_path.uri}:{attr_path.attr_name}" if attr_path.uri else attr_path.attr_name
