@@ -40,3 +40,15 @@ def test_a_path_with_two_value_filters_is_invalid_path(api, path):
     user = api.create_user("two-filters@example.com", emails=[{"value": "a@example.com", "type": "work"}])
     resp = api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": path, "value": "b@example.com"})
     assert_scim_error(resp, 400, "invalidPath")
+
+
+@pytest.mark.parametrize("schemas", [1, True, SEARCH, {"a": 1}])
+@pytest.mark.parametrize("endpoint", ["/.search", "/Users/.search"])
+def test_a_search_whose_schemas_is_not_a_list_is_invalid_syntax(api, schemas, endpoint):
+    assert_scim_error(api.post(endpoint, json={"schemas": schemas}), 400, "invalidSyntax")
+
+
+@pytest.mark.parametrize("sort_by", [5, ["userName"], {"x": 1}, True])
+@pytest.mark.parametrize("endpoint", ["/.search", "/Users/.search", "/Groups/.search"])
+def test_a_search_whose_sort_by_is_not_a_string_is_invalid_value(api, sort_by, endpoint):
+    assert_scim_error(api.post(endpoint, json={"schemas": [SEARCH], "sortBy": sort_by}), 400, "invalidValue")

@@ -61,12 +61,15 @@ def list_query(source: Mapping[str, Any], settings: Settings) -> ListQuery:
     order = params.get("sortorder")
     if order is not None and str(order).lower() not in ("ascending", "descending"):
         raise invalid_value("sortOrder must be 'ascending' or 'descending'")
+    sort_by = params.get("sortby")
+    if sort_by is not None and not isinstance(sort_by, str):
+        raise invalid_value("sortBy must be an attribute name (a string)")
     filter_text = params.get("filter")
     if filter_text is not None and not isinstance(filter_text, str):
         raise ScimError(400, "'filter' must be a string", "invalidFilter")
     return ListQuery(
         filter=filter_text or None,
-        sort_by=params.get("sortby") or None,
+        sort_by=sort_by or None,
         descending=str(order or "").lower() == "descending",
         start_index=start,
         count=count,

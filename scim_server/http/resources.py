@@ -123,8 +123,8 @@ def _search_body() -> dict[str, Any]:
     body = json_body()
     if not isinstance(body, dict):
         raise invalid_syntax("A search body must be a JSON object")
-    schemas = [str(s).lower() for s in body.get("schemas") or []]
-    if SEARCH_REQUEST.lower() not in schemas:
+    schemas = body.get("schemas")
+    if not isinstance(schemas, list) or SEARCH_REQUEST.lower() not in {str(s).lower() for s in schemas}:
         raise invalid_syntax(f"A search body must list the schema {SEARCH_REQUEST}")
     return body
 
