@@ -52,3 +52,27 @@ def test_a_search_whose_schemas_is_not_a_list_is_invalid_syntax(api, schemas, en
 @pytest.mark.parametrize("endpoint", ["/.search", "/Users/.search", "/Groups/.search"])
 def test_a_search_whose_sort_by_is_not_a_string_is_invalid_value(api, sort_by, endpoint):
     assert_scim_error(api.post(endpoint, json={"schemas": [SEARCH], "sortBy": sort_by}), 400, "invalidValue")
+
+
+def test_a_filter_of_two_hundred_comparisons_is_answered_and_one_more_is_invalid_filter(api):
+    api.create_user("u7@example.com")
+    many = " or ".join(f'userName eq "u{i}@example.com"' for i in range(200))
+    resp = api.post("/Users/.search", json={"schemas": [SEARCH], "filter": many})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["totalResults"] == 1
+    resp = api.post("/Users/.search", json={"schemas": [SEARCH], "filter": many + ' or userName pr'})
+    assert_scim_error(resp, 400, "invalidFilter")
+    resp = api.post("/Users/.search", json={"schemas": [SEARCH], "filter": " or ".join([many] * 3)})
+    assert_scim_error(resp, 400, "invalidFilter")
+
+
+def test_a_filter_nested_twenty_deep_is_answered_and_deeper_is_invalid_filter(api):
+    api.create_user("x@example.com")
+    nested = "not(" * 10 + "not(" * 10 + 'userName eq "x@example.com"' + ")" * 20
+    resp = api.post("/Users/.search", json={"schemas": [SEARCH], "filter": nested})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["totalResults"] == 1  # an even number of nots
+    for depth in (21, 40, 200):
+        deeper = "not(" * depth + 'userName eq "x@example.com"' + ")" * depth
+        resp = api.post("/Users/.search", json={"schemas": [SEARCH], "filter": deeper})
+        assert_scim_error(resp, 400, "invalidFilter")

@@ -10,6 +10,11 @@ RFC 7644 §3.4.2.2) with three corrections made here, each covered by tests:
   would mean ``(a or b) and c``. RFC 7644 says ``and`` binds tighter; the chain is
   re-associated after parsing. Parenthesised groups are kept as written.
 * Its errors are plain exceptions; here they become 400 ``invalidFilter``.
+
+A filter is also held to a size (``MAX_COMPARISONS``, ``MAX_NESTING``): its tree is
+compiled recursively, here and by SQLAlchemy, and SQLite's own parser has a fixed stack, so
+an unbounded filter would fail the query instead of being refused. IdPs send one or two
+comparisons; a client batching lookups by id stays far below the limits.
 """
 from __future__ import annotations
 
@@ -23,6 +28,14 @@ from scim2_filter_parser.lexer import SCIMLexer
 from scim2_filter_parser.parser import SCIMParser
 
 from .errors import ScimError, invalid_filter, invalid_path
+
+
+#: comparisons (``eq``, ``pr``, ...) in one filter or path
+MAX_COMPARISONS = 200
+#: parentheses and brackets inside each other
+MAX_NESTING = 20
+_COMPARISONS = frozenset({"EQ", "NE", "CO", "SW", "EW", "GT", "GE", "LT", "LE", "PR"})
+_OPENING, _CLOSING = frozenset({"LPAREN", "LBRACKET"}), frozenset({"RPAREN", "RBRACKET"})
 
 
 class QuotedString(str):
@@ -88,7 +101,9 @@ def _parse(text: str, error, shown: str | None = None) -> ast.Filter:
     if not text or not text.strip():
         raise error("Empty filter")
     try:
-        tree = SCIMParser().parse(ScimFilterLexer().tokenize(text))
+        tokens = list(ScimFilterLexer().tokenize(text))
+        _check_size(tokens, error)
+        tree = SCIMParser().parse(iter(tokens))
     except ScimError:
         raise
     except Exception as exc:  # the library raises ValueError, SCIMParserError, sly errors
@@ -96,6 +111,22 @@ def _parse(text: str, error, shown: str | None = None) -> ast.Filter:
     if tree is None:
         raise error(f"Cannot parse {shown!r}")
     return _reassociate(tree)
+
+
+def _check_size(tokens: list, error) -> None:
+    comparisons = depth = deepest = 0
+    for token in tokens:
+        if token.type in _COMPARISONS:
+            comparisons += 1
+        elif token.type in _OPENING:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token.type in _CLOSING:
+            depth -= 1
+    if comparisons > MAX_COMPARISONS:
+        raise error(f"A filter may have at most {MAX_COMPARISONS} comparisons, not {comparisons}")
+    if deepest > MAX_NESTING:
+        raise error(f"A filter may nest parentheses and brackets at most {MAX_NESTING} deep")
 
 
 def _is_bare_chain(node: ast.Filter) -> bool:
