@@ -76,3 +76,17 @@ def test_a_filter_nested_twenty_deep_is_answered_and_deeper_is_invalid_filter(ap
         deeper = "not(" * depth + 'userName eq "x@example.com"' + ")" * depth
         resp = api.post("/Users/.search", json={"schemas": [SEARCH], "filter": deeper})
         assert_scim_error(resp, 400, "invalidFilter")
+
+
+def test_an_employment_title_longer_than_its_column_is_invalid_value_on_both_databases(api):
+    unit = create_unit(api, "Long titles")
+    body = {"schemas": [CORE_USER, P2L_USER], "userName": "long-title@example.com",
+            P2L_USER: {"employments": [{"value": unit["id"], "title": "t" * 301}]}}
+    assert_scim_error(api.post("/Users", json=body), 400, "invalidValue")
+    body[P2L_USER]["employments"][0]["title"] = "t" * 300
+    user = api.post("/Users", json=body).get_json()
+    resp = api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "value": "t" * 301,
+                                                  "path": f'{P2L_USER}:employments[value eq "{unit["id"]}"].title'})
+    assert_scim_error(resp, 400, "invalidValue")
+    stored = api.get(f"/Users/{user['id']}").get_json()[P2L_USER]["employments"][0]
+    assert stored["title"] == "t" * 300

@@ -26,6 +26,14 @@ from .resolvers import employment_element
 COLUMNS = {"title": "title", "startDate": "start_date", "endDate": "end_date", "primary": "is_primary"}
 
 
+def _fitting(sub: str, value: Any) -> Any:
+    """The value, if its column can hold it: PostgreSQL refuses a longer string, SQLite would keep it."""
+    limit = getattr(Membership.__table__.c[COLUMNS[sub]].type, "length", None)
+    if isinstance(value, str) and limit and len(value) > limit:
+        raise invalid_value(f"employments.{sub} is longer than {limit} characters")
+    return value
+
+
 def parse_datetime(value: str | None) -> dt.datetime | None:
     if value is None:
         return None
@@ -103,7 +111,7 @@ class EmploymentRows:
         column = COLUMNS.get(sub.name)
         if column is None:
             raise mutability(f"employments.{sub.name} cannot be changed: remove the employment and add another")
-        loaded = marshal.load_attribute(sub, value)
+        loaded = _fitting(sub.name, marshal.load_attribute(sub, value))
         if column in ("start_date", "end_date"):
             loaded = parse_datetime(loaded)
         if column == "is_primary":
@@ -136,7 +144,7 @@ class EmploymentRows:
         out: dict[str, Any] = {}
         for sub, column in COLUMNS.items():
             if sub in item:
-                value = item[sub]
+                value = _fitting(sub, item[sub])
                 out[column] = parse_datetime(value) if column in ("start_date", "end_date") else value
         out.setdefault("source", None)
         return out
