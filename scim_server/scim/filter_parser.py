@@ -29,7 +29,6 @@ from scim2_filter_parser.parser import SCIMParser
 
 from .errors import ScimError, invalid_filter, invalid_path
 
-
 #: comparisons (``eq``, ``pr``, ...) in one filter or path
 MAX_COMPARISONS = 200
 #: parentheses and brackets inside each other
