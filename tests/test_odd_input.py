@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import CORE_USER, P2L_USER, assert_scim_error, create_unit
+from conftest import CORE_USER, P2L_USER, assert_scim_error, create_unit, filter_list
 
 SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 #: in UTC these fall before year 1 or after year 9999, which no datetime holds
@@ -90,3 +90,22 @@ def test_an_employment_title_longer_than_its_column_is_invalid_value_on_both_dat
     assert_scim_error(resp, 400, "invalidValue")
     stored = api.get(f"/Users/{user['id']}").get_json()[P2L_USER]["employments"][0]
     assert stored["title"] == "t" * 300
+
+
+@pytest.mark.parametrize("first, second", [("ΣΑΣ@example.com", "σας@example.com"),
+                                           ("İX@example.com", "i\u0307x@example.com")], ids=["final-sigma", "dotted-I"])
+def test_user_names_that_fold_alike_in_one_database_only_each_find_their_own_user(api, first, second):
+    """Python's lower() and PostgreSQL's differ for a final sigma and a dotted capital I. The
+    database's own folding decides, for the unique index and for filters alike: a second user is
+    a clash (SQLite) or a user of its own (PostgreSQL), and a filter finds what the index holds."""
+    api.create_user(first)
+    resp = api.post("/Users", json={"schemas": [CORE_USER], "userName": second})
+    assert resp.status_code in (201, 409), resp.get_json()
+    if resp.status_code == 409:
+        assert_scim_error(resp, 409, "uniqueness")
+        found = filter_list(api, "Users", f'userName eq "{second}"')
+        assert [u["userName"] for u in found["Resources"]] == [first]
+        return
+    for name in (first, second):
+        found = filter_list(api, "Users", f'userName eq "{name}"')
+        assert [u["userName"] for u in found["Resources"]] == [name]

@@ -214,8 +214,11 @@ class FilterCompiler:
             raise invalid_filter(f"Operator '{op}' cannot compare with null")
         _check_operator(attr, op)
         fold = attr.type in ("string", "reference") and not attr.case_exact
-        value = self._value(raw, partial(self._parameter, expr, attr, op, fold))
-        left = func.lower(expr) if fold else expr
+        value = self._value(raw, partial(self._parameter, expr, attr, op))
+        # both sides folded by the database's own lower(): Python's differs from PostgreSQL's
+        # for a few letters (a final sigma, a dotted capital I), and the unique index uses the
+        # database's
+        left, value = (func.lower(expr), func.lower(value)) if fold else (expr, value)
         present = expr.isnot(None)
         if op == "eq":
             return and_(present, left == value)
@@ -237,11 +240,9 @@ class FilterCompiler:
         self.binders.append((name, int(raw[1:]), convert))
         return bindparam(name)
 
-    def _parameter(self, expr: SQL, attr: Attribute, op: str, fold: bool, raw: Any) -> Any:
-        """What the database compares with: the typed value, case-folded, as a LIKE pattern."""
+    def _parameter(self, expr: SQL, attr: Attribute, op: str, raw: Any) -> Any:
+        """What the database compares with: the typed value, as a LIKE pattern."""
         value = self._typed_value(expr, attr, op, raw)
-        if fold:
-            value = value.lower()
         if op in _SUBSTRING:
             pattern = escape_like(value)
             value = {"co": f"%{pattern}%", "sw": f"{pattern}%", "ew": f"%{pattern}"}[op]

@@ -208,7 +208,7 @@ class UserStore(ResourceStore):
         return values
 
     def _check_user_name(self, user_name: str, own_id: str) -> None:
-        clash = self.session.scalar(USER_NAME_TAKEN, {"tid": self.tenant_id, "name": user_name.lower(),
+        clash = self.session.scalar(USER_NAME_TAKEN, {"tid": self.tenant_id, "name": user_name,
                                                       "own": own_id})
         if clash is not None:
             raise uniqueness(f"userName '{user_name}' is already taken")
@@ -351,7 +351,8 @@ def _statements(dialect: str) -> _UserStatements:
 
 
 USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
-                                        func.lower(User.user_name) == bindparam("name"), User.id != bindparam("own"))
+                                        func.lower(User.user_name) == func.lower(bindparam("name")),
+                                        User.id != bindparam("own"))
 INSERT_USER = insert(_users)
 UPDATE_USER = update(_users).where(_users.c.id == bindparam("b_id"), _users.c.version == bindparam("b_version"))
 #: a new user: every column set (so none is read back later), to the model's plain default or None
