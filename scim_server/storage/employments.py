@@ -21,16 +21,15 @@ from ..scim.validators import P2L_USER
 from .db import take_write_lock
 from .models import Group, Membership, User, utcnow
 from .resolvers import employment_element
+from .resources import check_fits
 
 #: sub-attribute -> membership column
 COLUMNS = {"title": "title", "startDate": "start_date", "endDate": "end_date", "primary": "is_primary"}
 
 
 def _fitting(sub: str, value: Any) -> Any:
-    """The value, if its column can hold it: PostgreSQL refuses a longer string, SQLite would keep it."""
-    limit = getattr(Membership.__table__.c[COLUMNS[sub]].type, "length", None)
-    if isinstance(value, str) and limit and len(value) > limit:
-        raise invalid_value(f"employments.{sub} is longer than {limit} characters")
+    """The value, once its column is known to hold it (``check_fits``)."""
+    check_fits(Membership.__table__.c[COLUMNS[sub]], f"employments.{sub}", value)
     return value
 
 

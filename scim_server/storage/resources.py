@@ -127,9 +127,7 @@ class ResourceStore:
         """Split a validated document into column values and the JSON document."""
         columns = {column: doc.get(name) for name, column in self.column_attributes.items()}
         for name, column in self.column_attributes.items():
-            limit = getattr(self.model.__table__.c[column].type, "length", None)
-            if isinstance(columns[column], str) and limit and len(columns[column]) > limit:
-                raise invalid_value(f"'{name}' is longer than {limit} characters")
+            check_fits(self.model.__table__.c[column], name, columns[column])
         rest = {k: v for k, v in doc.items() if k not in self.column_attributes and k not in ("schemas", "id", "meta")}
         return columns, rest
 
@@ -271,6 +269,14 @@ def _by_id(model):
     # FOR NO KEY UPDATE: a concurrent request that only references this row (a foreign key
     # to it: a new manager link, a membership) need not wait for it, nor deadlock with it.
     return read, query, query.with_for_update(key_share=True)
+
+
+def check_fits(column, name: str, value: Any) -> None:
+    """400 invalidValue for a string longer than its column: PostgreSQL would refuse it with an
+    error, and SQLite would keep it."""
+    limit = getattr(column.type, "length", None)
+    if isinstance(value, str) and limit and len(value) > limit:
+        raise invalid_value(f"'{name}' is longer than {limit} characters")
 
 
 def etag(row) -> str:
