@@ -90,6 +90,15 @@ def test_department_matches_display_name(api, units, cli):
     assert employment_units(api, user["id"]) == {units["pleje"]["id"]}
 
 
+def test_department_matches_unit_names_as_the_database_folds_them(api, cli):
+    """Python's lower() folds a final sigma differently from PostgreSQL's: both sides of the
+    match use the database's, so a department equal to a unit's name always finds it."""
+    assert cli("tenant", "set", "acme", "--org-unit-attribute", "department").exit_code == 0
+    unit = create_unit(api, "ΣΑΣ Afdeling", unitCode="ΣΑΣ")
+    user = api.create_user("sigma@k.dk", **{ENTERPRISE: {"department": "ΣΑΣ"}})
+    assert employment_units(api, user["id"]) == {unit["id"]}
+
+
 def test_changing_department_moves_the_user(api, units, cli):
     assert cli("tenant", "set", "acme", "--org-unit-attribute", "department").exit_code == 0
     user = api.create_user("a@k.dk", **{ENTERPRISE: {"department": "SKOLE-1"}})

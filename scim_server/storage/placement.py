@@ -42,7 +42,7 @@ def place(session: Session, tenant_id: int, user: User, doc: dict[str, Any],
     value = (doc.get(ENTERPRISE_USER) or {}).get(attribute)
     unit_id = None
     if isinstance(value, str) and value.strip():
-        wanted = value.strip().lower()
+        wanted = func.lower(value.strip())  # the database's folding on both sides, as filters do
         unit_id = session.scalar(
             select(Group.id).where(Group.tenant_id == tenant_id, Group.is_org_unit,
                                    or_(func.lower(Group.unit_code) == wanted,
