@@ -21,7 +21,7 @@ from scim2_filter_parser import ast
 
 from .errors import ScimError, invalid_syntax, invalid_value, mutability, no_target
 from .filter_parser import Path, parse_path
-from .marshal import canonical_value, canonicalise, without_nones
+from .marshal import canonical_value, canonicalise, load_attribute, without_nones
 from .schemas import Attribute, ResourceType, Schema
 from .value_filter import matches
 
@@ -41,6 +41,8 @@ class RowCollection(Protocol):
     """A multi-valued attribute stored as rows (a group's members, a user's employments).
 
     Collections are keyed by ``Attribute.key``. ``value_filter`` None means every value.
+    ``add`` and ``replace`` get values loaded against the attribute (``marshal.load_attribute``
+    here, ``marshal.load`` for a whole resource), so a collection does not check types again.
     """
 
     def add(self, values: list[dict[str, Any]]) -> None: ...
@@ -301,7 +303,7 @@ class _Engine:
         if op.op == "remove":
             collection.remove(target.value_filter)
             return
-        values = canonical_value(target.attr, op.value) or []
+        values = load_attribute(target.attr, canonical_value(target.attr, op.value) or []) or []
         if op.op == "add":
             collection.add(values)
         elif target.value_filter is not None:

@@ -65,9 +65,8 @@ class EmploymentRows:
 
     # ------------------------------------------------------------------ writes
     def add(self, values: list[dict[str, Any]]) -> None:
-        items = marshal.load_attribute(self.attr, values) or []
         wanted = {}
-        for item in items:
+        for item in values:  # loaded against the schema (see patch.RowCollection)
             unit_id = item.get("value")
             if not unit_id:
                 raise invalid_value("Each employment needs a 'value' with the org unit's id")

@@ -10,7 +10,6 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from ..scim import marshal
 from ..scim.errors import ScimError, invalid_value, mutability, uniqueness
 from ..scim.filters import FilterCompiler
 from ..scim.projection import Projection
@@ -186,7 +185,7 @@ class MemberRows:
 
     def add(self, values: Iterable[dict[str, Any]]) -> None:
         wanted: list[str] = []
-        for value in marshal.load_attribute(self.store.rt.top_level("members"), list(values)) or []:
+        for value in values:  # loaded against the schema (see patch.RowCollection)
             member_id = value.get("value") if isinstance(value, dict) else None
             if not isinstance(member_id, str) or not member_id:
                 raise invalid_value("Each member needs a 'value' with the member's id")
