@@ -34,7 +34,7 @@ from sqlalchemy import event  # noqa: E402
 from scim_server.app import create_app  # noqa: E402
 from scim_server.config import Settings  # noqa: E402
 
-CASES = ["get", "filter", "list-first", "list-last", "patch", "create", "put"]
+CASES = ["get", "filter", "list-first", "list-last", "patch", "create", "put", "config"]
 
 
 def requests_for(case: str, users: list[tuple[str, str, str]], n: int):
@@ -42,6 +42,8 @@ def requests_for(case: str, users: list[tuple[str, str, str]], n: int):
     uid, name, _ = users[random.randrange(len(users))]
     if case == "get":
         return "GET", f"/scim/v2/Users/{uid}", None
+    if case == "config":  # the fixed cost of a request: routing, auth, logging, a small response
+        return "GET", "/scim/v2/ServiceProviderConfig", None
     if case == "filter":
         return "GET", f'/scim/v2/Users?filter=userName eq "{name}"', None
     if case == "list-first":

@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-CASES = ["get", "filter", "patch", "create", "put"]
+CASES = ["config", "get", "filter", "patch", "create", "put"]
 PHYS_CASES = ("phys-select", "phys-insert")
 WARM_UP = 30
 
