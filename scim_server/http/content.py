@@ -6,12 +6,11 @@ Requests with a body must be ``application/scim+json`` or ``application/json``
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
 from flask import Response, request
 
+from .. import jsontext
 from ..scim.errors import ScimError, invalid_syntax
 from .errors import SCIM_JSON
 
@@ -26,8 +25,8 @@ def json_body() -> Any:
     if not raw:
         raise invalid_syntax("The request body is empty")
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return jsontext.loads(raw)
+    except jsontext.JSONDecodeError as exc:
         raise invalid_syntax(f"The body is not valid JSON: {exc}") from exc
 
 
@@ -41,10 +40,6 @@ def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def encode(body: Any) -> bytes:
-    """UTF-8 JSON. orjson encodes a resource several times faster than the standard library
-    (a page of 100 users, especially); an integer beyond 64 bits, which orjson refuses, can
-    only be in data stored before it decoded the requests, and goes through ``json``."""
-    try:
-        return orjson.dumps(body)
-    except orjson.JSONEncodeError:
-        return json.dumps(body, ensure_ascii=False).encode()
+    """UTF-8 JSON (``jsontext``: a page of 100 users encodes several times faster than with
+    the standard library)."""
+    return jsontext.dumps(body)

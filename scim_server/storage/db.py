@@ -28,6 +28,8 @@ import weakref
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from .. import jsontext
+
 #: Set by the HTTP layer for requests that will write; read when a transaction begins.
 write_intent: contextvars.ContextVar[bool] = contextvars.ContextVar("write_intent", default=False)
 #: Set by the HTTP layer for requests (and the parts of requests) that only read. Everything
@@ -120,6 +122,10 @@ def leave_writer_queue(*_args) -> None:
         queue.leave()
 
 
+#: the JSON columns' codec: every read decodes a stored document, every write encodes one
+_JSON_CODEC = {"json_serializer": jsontext.dumps_text, "json_deserializer": jsontext.loads}
+
+
 def make_engine(url: str) -> Engine:
     """The engine for everything that may write (requests that write, the CLI, migrations).
 
@@ -129,7 +135,7 @@ def make_engine(url: str) -> Engine:
     """
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=8, max_overflow=8, connect_args={"timeout": 30})
+        engine = create_engine(url, pool_size=8, max_overflow=8, connect_args={"timeout": 30}, **_JSON_CODEC)
         path = engine.url.database
         _configure_sqlite_connections(engine)
         writer = engine.execution_options()  # its own events, on top of the engine's (none)
@@ -137,7 +143,8 @@ def make_engine(url: str) -> Engine:
                                        if path and path != ":memory:" else None)
         _READ_ENGINES[writer] = engine
         return writer
-    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, **_JSON_CODEC)
+
 
 
 #: writer engine -> the engine it was made from, whose connections carry no transaction events
