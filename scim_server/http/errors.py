@@ -1,22 +1,24 @@
 """Every error leaves as an RFC 7644 §3.12 error body with ``application/scim+json``.
 
 Client mistakes are raised as ``ScimError`` anywhere below; werkzeug's own
-HTTP errors (404 route, 405 method, 413 body) are rendered the same way; and
-anything unexpected is logged and answered with a bare 500 body that carries
-no stack trace.
+HTTP errors (404 route, 405 method, 413 body) are rendered the same way; a database
+that cannot be reached (or stays locked) is a 503 with ``Retry-After``, which IdPs
+retry; and anything unexpected is logged and answered with a bare 500 body that
+carries no stack trace.
 """
 from __future__ import annotations
 
 import logging
 
 from flask import Flask, Response, json
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from ..scim.errors import ScimError
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 SCIM_JSON = "application/scim+json"
+RETRY_AFTER_SECONDS = 5
 log = logging.getLogger(__name__)
 
 
@@ -57,6 +59,14 @@ def register(app: Flask) -> None:
         log.info("integrity conflict: %s", type(error.orig).__name__)
         return error_response(409, "The change conflicts with a concurrent change; retry the request",
                               "uniqueness")
+
+    @app.errorhandler(OperationalError)
+    def _unavailable(error: OperationalError) -> Response:
+        # the database refused the connection, lost it after the request committed, or kept
+        # SQLite's write lock past the busy timeout: nothing the client did, and worth a retry
+        log.error("database unavailable: %s", error.orig)
+        return error_response(503, "The database is unavailable; retry the request", None,
+                              {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
