@@ -530,6 +530,29 @@ def test_unknown_manager_is_rejected(api):
     assert_scim_error(r, 400, "invalidValue")
 
 
+def test_manager_deleted_while_a_report_is_created_is_invalid_value(app, api, monkeypatch):
+    """A new user's manager is checked for existence without the manager tree's lock (a new
+    user closes no cycle); a manager deleted between that check and the insert is caught by
+    the foreign key, and named as such: not as a userName clash."""
+    from sqlalchemy import text
+
+    from scim_server.storage import hierarchy
+
+    boss = api.create_user("boss@k.dk")
+    checked = hierarchy.check_manager
+
+    def check_then_delete(session, tenant_id, user, manager_id, new=False):
+        checked(session, tenant_id, user, manager_id, new=new)
+        with app.extensions["scim_engine"].begin() as other:  # another request, committed first
+            other.execute(text("DELETE FROM users WHERE id = :id"), {"id": manager_id})
+
+    monkeypatch.setattr(hierarchy, "check_manager", check_then_delete)
+    r = api.post("/Users", json=user_body("emp@k.dk", **{ENTERPRISE: {"manager": {"value": boss["id"]}}}))
+    assert_scim_error(r, 400, "invalidValue")
+    assert "manager" in r.get_json()["detail"]
+    assert api.get('/Users?filter=userName eq "emp@k.dk"').get_json()["totalResults"] == 0
+
+
 def test_manager_from_other_tenant_is_rejected(api, other_api):
     foreign = other_api.create_user("boss@globex.com")
     emp = api.create_user("emp@k.dk")

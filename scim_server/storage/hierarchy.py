@@ -143,11 +143,15 @@ def check_parent(session: Session, tenant_id: int, unit: Group, parent_id: str |
 
 def check_manager(session: Session, tenant_id: int, user: User, manager_id: str | None,
                   new: bool = False) -> None:
-    """A manager must be a user of the tenant, and never the user or one of their reports
-    (a user being created has no reports yet, so only existence is checked)."""
+    """A manager must be a user of the tenant, and never the user or one of their reports.
+
+    A user being created has no reports yet, so only existence is checked, without the
+    tree's lock: no cycle can pass through a user nobody can name yet, and creates with a
+    manager (every Entra ID create that maps one) need not wait for each other."""
     if manager_id is None:
         return
-    lock_tree(session, tenant_id, "managers")
+    if not new:
+        lock_tree(session, tenant_id, "managers")
     if manager_id == user.id:
         raise invalid_value("A user cannot be their own manager")
     manager = session.scalar(select(User).where(User.id == manager_id, User.tenant_id == tenant_id))

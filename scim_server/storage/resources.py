@@ -279,5 +279,11 @@ def check_fits(column, name: str, value: Any) -> None:
         raise invalid_value(f"'{name}' is longer than {limit} characters")
 
 
+def is_foreign_key_violation(exc: IntegrityError) -> bool:
+    """Did the database refuse a reference to a row that is gone (rather than a duplicate)?"""
+    return (getattr(exc.orig, "sqlstate", None) == "23503"  # PostgreSQL's foreign_key_violation
+            or "FOREIGN KEY constraint failed" in str(exc.orig))  # SQLite's
+
+
 def etag(row) -> str:
     return f'W/"{row.version}"'

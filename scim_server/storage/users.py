@@ -14,7 +14,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..scim.errors import ScimError, uniqueness
+from ..scim.errors import ScimError, invalid_value, uniqueness
 from ..scim.marshal import format_datetime
 from ..scim.projection import Projection
 from ..scim.schemas import ENTERPRISE_USER
@@ -24,7 +24,7 @@ from .employments import EmploymentRows
 from .jsonsql import JsonDialect
 from .models import Group, Membership, User, utcnow
 from .resolvers import UserResolver
-from .resources import ResourceStore
+from .resources import ResourceStore, is_foreign_key_violation
 
 
 class UserStore(ResourceStore):
@@ -300,6 +300,9 @@ class UserStore(ResourceStore):
         super().delete(row)
 
     def _integrity_error(self, exc: IntegrityError) -> ScimError:
+        if is_foreign_key_violation(exc):  # the only reference a user's row holds is its manager
+            return invalid_value("The manager was deleted while this user was written: "
+                                 "manager.value is no longer a user of this tenant")
         return uniqueness("userName is already taken")
 
 
