@@ -31,15 +31,10 @@ def json_body() -> Any:
 
 
 def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A SCIM body is made of JSON types only (``marshal.dump``), encoded directly rather than
-    through the app's JSON provider (two context lookups per response)."""
-    response = Response(encode(body), status=status, mimetype=SCIM_JSON)
+    """A SCIM body is made of JSON types only (``marshal.dump``), encoded directly with
+    ``jsontext`` (a page of 100 users several times faster than the standard library) rather
+    than through the app's JSON provider."""
+    response = Response(jsontext.dumps(body), status=status, mimetype=SCIM_JSON)
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
-
-
-def encode(body: Any) -> bytes:
-    """UTF-8 JSON (``jsontext``: a page of 100 users encodes several times faster than with
-    the standard library)."""
-    return jsontext.dumps(body)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, json
+from flask import Flask, Response
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from .. import jsontext
 from ..scim.errors import ScimError
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -27,7 +28,7 @@ def error_response(status: int, detail: str, scim_type: str | None = None,
     body = {"schemas": [ERROR_SCHEMA], "status": str(status), "detail": detail}
     if scim_type:
         body["scimType"] = scim_type
-    response = Response(json.dumps(body), status=status, mimetype=SCIM_JSON)
+    response = Response(jsontext.dumps(body), status=status, mimetype=SCIM_JSON)
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
