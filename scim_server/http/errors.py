@@ -63,7 +63,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def _unavailable(error: OperationalError) -> Response:
-        # the database refused the connection, lost it after the request committed, or kept
+        # the database refused the connection, lost it during the request, or kept
         # SQLite's write lock past the busy timeout: nothing the client did, and worth a retry
         log.error("database unavailable: %s", error.orig)
         return error_response(503, "The database is unavailable; retry the request", None,

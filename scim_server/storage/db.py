@@ -146,7 +146,6 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, **_JSON_CODEC)
 
 
-
 #: writer engine -> the engine it was made from, whose connections carry no transaction events
 _READ_ENGINES: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 
