@@ -42,7 +42,8 @@ SCIM_JSON = "application/scim+json"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 DEFAULT_SQLITE = os.path.join(tempfile.gettempdir(), "scim-bench.db")
 PHYS_ROWS = 100_000  # physlimits' select picks ids 1..100000 whatever --rows says
-LOAD_CASES = ["get", "filter", "filter-externalId", "list-first", "list-last", "patch", "create"]
+LOAD_CASES = ["get", "filter", "filter-externalId", "list-first", "list-last", "patch", "create",
+              "create-manager"]
 MAIN_CASES = LOAD_CASES + ["member-add"]
 # the org-tree scenario (tenant bench-org, bench/orgseed.py): first pages of orgUnits /
 # managerChain filters, and moving a 26,820-person unit (selected with --org or by name)
@@ -180,14 +181,16 @@ class Server:
 
 # --------------------------------------------------------------------------- request specs
 class Spec:
-    """What one load case sends: a method, random paths from a file, and a body kind."""
+    """What one load case sends: a method, random paths from a file, a body kind and, for a
+    create, the manager the new users get (None: no manager)."""
 
-    def __init__(self, method: str, paths: list[str], body: str | None = None):
-        self.method, self.paths, self.body = method, paths, body
+    def __init__(self, method: str, paths: list[str], body: str | None = None, manager: str | None = None):
+        self.method, self.paths, self.body, self.manager = method, paths, body, manager
 
 
-def create_body_template() -> tuple[str, list[str]]:
-    """A realistic Entra-style POST /Users body with %s slots (user, user, external id, employee no)."""
+def create_body_template(manager: str | None = None) -> tuple[str, list[str]]:
+    """A realistic Entra-style POST /Users body with %s slots (user, user, external id, employee no),
+    with ``manager`` as the enterprise manager when given."""
     doc = {
         "schemas": [seed.CORE_USER, seed.ENTERPRISE],
         "userName": "@@UN@@", "externalId": "@@EXT@@", "active": True, "displayName": "Grethe Kjærgaard",
@@ -200,6 +203,8 @@ def create_body_template() -> tuple[str, list[str]]:
                        "postalCode": "1620", "country": "DK", "primary": True}],
         seed.ENTERPRISE: {"employeeNumber": "@@EMP@@", "department": "Kvalitet"},
     }
+    if manager:
+        doc[seed.ENTERPRISE]["manager"] = {"value": manager}
     text = json.dumps(doc, ensure_ascii=False).replace("%", "%%")
     return (text.replace("@@UN@@", "%s").replace("@@EXT@@", "%s").replace("@@EMP@@", "%s"),
             ["un", "un", "ext", "emp"])
@@ -213,12 +218,12 @@ def patch_body_template() -> str:
     ]})
 
 
-def python_body(kind: str | None, nonce: str, tid: int, n: int) -> bytes | None:
-    if kind is None:
+def python_body(spec: Spec, nonce: str, tid: int, n: int) -> bytes | None:
+    if spec.body is None:
         return None
-    if kind == "patch":
+    if spec.body == "patch":
         return (patch_body_template() % (n, n)).encode()
-    template, _ = create_body_template()
+    template, _ = create_body_template(spec.manager)
     un = f"new-{nonce}-{tid}-{n}@example.dk"
     return (template % (un, un, f"{nonce}-{tid}-{n}", f"{tid}{n}")).encode()
 
@@ -242,7 +247,7 @@ def lua_script(spec: Spec, paths_file: str, token: str, nonce: str) -> str:
         body_expr = ('string.format(CREATE, "new-" .. NONCE .. "-" .. tid .. "-" .. n .. "@example.dk", '
                      '"new-" .. NONCE .. "-" .. tid .. "-" .. n .. "@example.dk", '
                      'NONCE .. "-" .. tid .. "-" .. n, tid .. n)')
-    create_t, _ = create_body_template()
+    create_t, _ = create_body_template(spec.manager)
     return f'''
 local counter = 0
 setup = function(thread)
@@ -307,7 +312,7 @@ def run_python(spec: Spec, port: int, seconds: float, conns: int, token: str) ->
         n = 0
         while time.perf_counter() < deadline[0] and n < 10_000_000:
             n += 1
-            body = python_body(spec.body, nonce, tid, n)
+            body = python_body(spec, nonce, tid, n)
             t0 = time.perf_counter()
             try:
                 conn.request(spec.method, rnd.choice(spec.paths), body=body, headers=headers)
@@ -360,7 +365,7 @@ def request(port: int, method: str, path: str, token: str, body: bytes | None = 
 def probe(case: str, spec: Spec, port: int, token: str, users: int) -> dict:
     """One request checking that the case gets the answer it is meant to measure."""
     path = spec.paths[0] if case in ("list-first", "list-last") else random.choice(spec.paths)
-    body = python_body(spec.body, "probe" + uuid.uuid4().hex[:6], 0, 1)
+    body = python_body(spec, "probe" + uuid.uuid4().hex[:6], 0, 1)
     try:
         status, data, took = request(port, spec.method, path, token, body)
     except (OSError, http.client.HTTPException) as exc:
@@ -370,7 +375,7 @@ def probe(case: str, spec: Spec, port: int, token: str, users: int) -> dict:
         doc = json.loads(data) if data else {}
     except ValueError:
         doc = {}
-    want_status = 201 if case == "create" else 200
+    want_status = 201 if spec.method == "POST" else 200
     ok, detail = status == want_status, ""
     page = min(100, users)
     if ok and case in ("filter", "filter-externalId"):
@@ -809,6 +814,8 @@ def build_specs(users_rows: list[tuple[str, str, str]], n: int) -> dict[str, Spe
         "list-last": Spec("GET", [f"{BASE}/Users?startIndex={last_start}&count=100"]),
         "patch": Spec("PATCH", [f"{BASE}/Users/{i}" for i in ids], "patch"),
         "create": Spec("POST", [f"{BASE}/Users"], "create"),
+        # as Entra ID creates a user whose manager is already provisioned
+        "create-manager": Spec("POST", [f"{BASE}/Users"], "create", manager=ids[0]),
     }
 
 
