@@ -15,9 +15,9 @@ import sys
 import time
 import uuid
 
-import orjson
 from flask import Flask, Response, g, request
 
+from .. import jsontext
 from ..storage import audit
 
 log = logging.getLogger("scim_server.access")
@@ -29,7 +29,7 @@ class JsonFormatter(logging.Formatter):
         line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         line.update(getattr(record, "fields", {}))
-        return orjson.dumps(line, default=str).decode()
+        return jsontext.dumps_text(line, default=str)
 
 
 class LineHandler(logging.StreamHandler):

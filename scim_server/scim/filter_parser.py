@@ -22,11 +22,11 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-import orjson
 from scim2_filter_parser import ast
 from scim2_filter_parser.lexer import SCIMLexer
 from scim2_filter_parser.parser import SCIMParser
 
+from .. import jsontext
 from .errors import ScimError, invalid_filter, invalid_path
 
 #: comparisons (``eq``, ``pr``, ...) in one filter or path
@@ -56,7 +56,7 @@ def string_value(quoted: str) -> QuotedString:
     surrogate nor U+0000, which no stored string can hold (PostgreSQL refuses both, SQLite
     cannot encode the first), so a filter with one is invalid rather than a failed query.
     Raises ValueError."""
-    value = orjson.loads(quoted)
+    value = jsontext.loads(quoted)
     if "\x00" in value:
         raise ValueError("a string may not contain U+0000")
     return QuotedString(value)
