@@ -31,6 +31,10 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     #: Largest number of operations in one PATCH request.
     max_patch_operations: int = 1000
+    #: Largest number of operations in one Bulk request; advertised in /ServiceProviderConfig.
+    bulk_max_operations: int = 1000
+    #: Largest Bulk request body, in bytes; advertised in /ServiceProviderConfig.
+    bulk_max_payload_bytes: int = 4 * 1024 * 1024
     #: Seconds a verified bearer token is cached in a worker before being checked again.
     token_cache_seconds: int = 5
     #: Lifetime of OAuth access tokens issued by /oauth/token.
@@ -49,6 +53,8 @@ class Settings:
             default_page_size=_env_int("SCIM_DEFAULT_PAGE_SIZE", cls.default_page_size),
             max_body_bytes=_env_int("SCIM_MAX_BODY_BYTES", cls.max_body_bytes),
             max_patch_operations=_env_int("SCIM_MAX_PATCH_OPERATIONS", cls.max_patch_operations),
+            bulk_max_operations=_env_int("SCIM_BULK_MAX_OPERATIONS", cls.bulk_max_operations),
+            bulk_max_payload_bytes=_env_int("SCIM_BULK_MAX_PAYLOAD_BYTES", cls.bulk_max_payload_bytes),
             token_cache_seconds=_env_int("SCIM_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
             access_token_seconds=_env_int("SCIM_ACCESS_TOKEN_SECONDS", cls.access_token_seconds),
             trust_forwarded_headers=os.environ.get("SCIM_TRUST_FORWARDED_HEADERS", "1") not in ("0", "false"),

@@ -243,7 +243,7 @@ def test_audit_row_is_in_the_same_transaction(app, api, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("audit store down")
 
-    monkeypatch.setattr(audit, "record", broken)
+    monkeypatch.setattr(audit, "record_many", broken)
     try:
         r = api.post("/Users", json={"schemas": [CORE_USER], "userName": "ghost@acme.com"})
         assert r.status_code >= 500

@@ -33,7 +33,9 @@ def _moment(name: str) -> dt.datetime | None:
 def event_json(event: AuditEvent) -> dict:
     return {"id": event.id, "at": format_datetime(event.at), "actor": event.actor,
             "requestId": event.request_id, "resourceType": event.resource_type,
-            "resourceId": event.resource_id, "operation": event.operation, "changes": event.changes}
+            "resourceId": event.resource_id, "operation": event.operation, "changes": event.changes,
+            **({"bulkOperation": {"index": event.bulk_index, **({"bulkId": event.bulk_id} if event.bulk_id else {})}}
+               if event.bulk_index is not None else {})}
 
 
 def query_events(tenant_id: int, resource: str | None, since, until) -> list:

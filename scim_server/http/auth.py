@@ -84,25 +84,36 @@ class StoredTokenValidator(BearerTokenValidator):
         hit = token_cache.get(key, ttl) if ttl > 0 else None
         if hit is not None:
             return hit[1]
-        row = find_token(g.db, token_string)
-        token = None
-        if row is not None:
-            actor = f"client:{row.client_id}" if row.client_id else f"token:{row.id}"
-            settings = tenant_settings(g.db, row.tenant_id)
-            token = AuthenticatedToken(row.id, row.tenant_id, row.scope, row.expires_at, actor,
-                                       disabled_extensions(settings), settings)
-        elif issued_jwt.looks_like_jwt(token_string):
-            verified = issued_jwt.verify(g.db, token_string)
-            if verified is not None:
-                trust, claims = verified
-                expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC)
-                settings = tenant_settings(g.db, trust.tenant_id)
-                token = AuthenticatedToken(None, trust.tenant_id, trust.scope, expires,
-                                           f"jwt:{claims.get('iss')}|{claims.get('sub')}",
-                                           disabled_extensions(settings), settings)
+        # a read of its own, outside the request's transaction: a write request decides when its
+        # transaction begins and how (``provisioning`` defers SQLite's write lock for users)
+        session = current_app.extensions["scim_read_sessions"]()
+        try:
+            token = _verify(session, token_string)
+        finally:
+            session.close()
         if ttl > 0:
             token_cache.put(key, token)
         return token
+
+
+def _verify(session, token_string: str) -> AuthenticatedToken | None:
+    """The token as stored (a long-lived or OAuth access token) or as a trusted issuer signed it."""
+    row = find_token(session, token_string)
+    if row is not None:
+        actor = f"client:{row.client_id}" if row.client_id else f"token:{row.id}"
+        settings = tenant_settings(session, row.tenant_id)
+        return AuthenticatedToken(row.id, row.tenant_id, row.scope, row.expires_at, actor,
+                                  disabled_extensions(settings), settings)
+    if issued_jwt.looks_like_jwt(token_string):
+        verified = issued_jwt.verify(session, token_string)
+        if verified is not None:
+            trust, claims = verified
+            expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC)
+            settings = tenant_settings(session, trust.tenant_id)
+            return AuthenticatedToken(None, trust.tenant_id, trust.scope, expires,
+                                      f"jwt:{claims.get('iss')}|{claims.get('sub')}",
+                                      disabled_extensions(settings), settings)
+    return None
 
 
 def tenant_settings(session, tenant_id: int) -> dict:

@@ -1,40 +1,44 @@
 """The /Users and /Groups endpoints, and POST /.search (RFC 7644 §3.3–§3.6).
 
-Each view authenticates, runs one transaction, and answers once:
-HTTP → SCIM semantics (quirks, PATCH engine, validation, projection) → storage.
+Each view authenticates, parses, calls once and renders: reads call a store, writes call
+the write service (``provisioning``), which runs the whole write and its transaction.
 """
 from __future__ import annotations
 
-from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
-from sqlalchemy.orm.exc import StaleDataError
 
-from ..scim import marshal, patch, quirks
-from ..scim.errors import ScimError, invalid_syntax, not_found
+from ..provisioning import Provisioning, Written
+from ..scim import marshal
+from ..scim.errors import ScimError, invalid_syntax
 from ..scim.projection import Projection
-from ..scim.schemas import registry
-from ..storage.db import defer_write_lock
-from ..storage.groups import GroupStore
 from ..storage.resources import ResourceStore, etag
-from ..storage.users import UserStore
-from .auth import require_token
+from ..storage.stores import ENDPOINTS, TenantScope, find, open_store
+from .auth import AuthenticatedToken, require_token
 from .content import json_body, scim_response
-from .context import base_url, commit
+from .context import base_url
 from .params import SEARCH_REQUEST, list_query
 
 LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
-STORES = {"Users": ("User", UserStore), "Groups": ("Group", GroupStore)}
 
 bp = Blueprint("resources", __name__)
 
 
+def tenant_scope(token: AuthenticatedToken) -> TenantScope:
+    return TenantScope(token.tenant_id, token.tenant_settings, token.disabled_extensions)
+
+
 def _store(endpoint: str, scope: str) -> ResourceStore:
-    rt_name, store_class = STORES[endpoint]
-    token = require_token(scope)
-    rt = registry().resource_type(rt_name, without=token.disabled_extensions)
-    return store_class(g.db, token.tenant_id, rt, base_url(), token.tenant_settings)
+    """The store a read uses."""
+    return open_store(g.db, tenant_scope(require_token(scope)), ENDPOINTS[endpoint], base_url())
+
+
+def provisioning() -> Provisioning:
+    """The write service for this request's tenant (authenticated for scim:write)."""
+    token = require_token("scim:write")
+    return Provisioning(g.db, tenant_scope(token), base_url(),
+                        max_patch_operations=current_app.config["SCIM"].max_patch_operations)
 
 
 def _projection(store: ResourceStore, source=None) -> Projection:
@@ -51,57 +55,9 @@ def _one(store: ResourceStore, row, projection: Projection, status: int = 200, l
     return scim_response(doc, status, headers)
 
 
-def _find(store: ResourceStore, resource_id: str, for_update: bool = False):
-    if "\x00" in resource_id:  # no id has one, and PostgreSQL refuses to compare with it
-        raise not_found(f"{store.rt.name} not found")
-    row = store.get(resource_id, for_update=for_update)
-    if row is None:
-        raise not_found(f"{store.rt.name} {resource_id} not found")
-    return row
-
-
-def _check_if_match(row) -> None:
-    header = request.headers.get("If-Match")
-    if not header or header.strip() == "*":
-        return
-    wanted = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    if etag(row).removeprefix("W/") not in wanted:
-        raise ScimError(412, f"The resource has changed: its version is now {etag(row)}")
-
-
-def _resource_body(store: ResourceStore) -> dict[str, Any]:
-    body = json_body()
-    if not isinstance(body, dict):
-        raise invalid_syntax("The body must be a JSON object")
-    body = quirks.normalise_resource(store.rt, body)
-    marshal.check_schemas(store.rt, body)
-    return marshal.load(store.rt, marshal.canonicalise(store.rt, body))
-
-
-def _user_writes_read_first(view):
-    """Run a User write with SQLite's write lock taken at its first write, not before its reads.
-
-    Reading, the PATCH engine, validation and the audit diff then run while other writers
-    write; the write itself checks the user's version (``UserStore.update``). If another
-    request changed the user meanwhile, the request runs once more, from an empty session
-    and with the lock up front. Groups keep the lock up front: a member change reads and
-    writes many rows.
-    """
-    @wraps(view)
-    def run(endpoint: str, *args, **kwargs):
-        if endpoint != "Users":
-            return view(endpoint, *args, **kwargs)
-        token = defer_write_lock.set(True)
-        try:
-            return view(endpoint, *args, **kwargs)
-        except StaleDataError:
-            g.db.rollback()
-            g.db.expunge_all()  # the second run reads everything afresh
-        finally:
-            defer_write_lock.reset(token)
-        return view(endpoint, *args, **kwargs)
-
-    return run
+def _written(written: Written) -> Response:
+    return _one(written.store, written.row, _projection(written.store), written.status,
+                location=written.status == 201)
 
 
 # ------------------------------------------------------------------ collection
@@ -146,14 +102,11 @@ def _list(store: ResourceStore, source) -> Response:
 
 
 @bp.route("/<any(Users,Groups):endpoint>", methods=["POST"], strict_slashes=False)
-@_user_writes_read_first
 def create_resource(endpoint: str) -> Response:
-    store = _store(endpoint, "scim:write")
-    doc = _resource_body(store)
-    row = store.create(doc)
-    store.audit(row, "create", None, store.audit_state(row), store.collection_changes())
-    commit()
-    return _one(store, row, _projection(store), status=201, location=True)
+    service = provisioning()
+    body = json_body()
+    written = service.commit_one(lambda: service.create(ENDPOINTS[endpoint], body), read_first=endpoint == "Users")
+    return _written(written)
 
 
 # -------------------------------------------------------------------- one item
@@ -162,7 +115,7 @@ def create_resource(endpoint: str) -> Response:
 @bp.route("/<any(Users,Groups):endpoint>/<resource_id>", methods=["GET"], strict_slashes=False)
 def get_resource(endpoint: str, resource_id: str) -> Response:
     store = _store(endpoint, "scim:read")
-    row = _find(store, resource_id)
+    row = find(store, resource_id)
     inm = request.headers.get("If-None-Match")
     if inm and etag(row).removeprefix("W/") in {t.strip().removeprefix("W/") for t in inm.split(",")}:
         return Response(status=304, headers={"ETag": etag(row)})
@@ -171,53 +124,29 @@ def get_resource(endpoint: str, resource_id: str) -> Response:
 
 @bp.route("/<any(Users,Groups):endpoint>/<resource_id>", methods=["PUT"], strict_slashes=False)
 def replace_resource(endpoint: str, resource_id: str) -> Response:
-    store = _store(endpoint, "scim:write")
-    row = _find(store, resource_id, for_update=True)
-    _check_if_match(row)
-    doc = _resource_body(store)
-    stored = store.stored_document(row)
-    marshal.check_immutable(store.rt, stored, doc)
-    audit_before = store.audit_state(row, stored)
-    store.replace(row, doc)
-    store.audit(row, "replace", audit_before, store.audit_state(row), store.collection_changes())
-    commit()
-    return _one(store, row, _projection(store))
+    service = provisioning()
+    body, if_match = json_body(), request.headers.get("If-Match")
+    written = service.commit_one(lambda: service.replace(ENDPOINTS[endpoint], resource_id, body, if_match=if_match))
+    return _written(written)
 
 
 @bp.route("/<any(Users,Groups):endpoint>/<resource_id>", methods=["PATCH"], strict_slashes=False)
-@_user_writes_read_first
 def patch_resource(endpoint: str, resource_id: str) -> Response:
-    store = _store(endpoint, "scim:write")
-    row = _find(store, resource_id, for_update=True)
-    _check_if_match(row)
-    raw_ops = patch.parse_operations(json_body(), current_app.config["SCIM"].max_patch_operations)
-    before = store.stored_document(row)
-    audit_before = store.audit_state(row, before)
-    collections = store.collections(row)
-    after = before
-    for raw in raw_ops:  # each quirk sees the resource as the earlier operations left it
-        operations = [patch.to_operation(op) for op in quirks.normalise_patch(store.rt, [raw], after)]
-        after = patch.apply(store.rt, after, operations, collections)
-    doc = marshal.load(store.rt, after, stored=before)
-    marshal.check_immutable(store.rt, before, doc)
-    store.update(row, doc)
-    store.after_patch(row, doc)
-    store.audit(row, "patch", audit_before, store.audit_state(row), store.collection_changes())
-    commit()
+    service = provisioning()
+    body, if_match = json_body(), request.headers.get("If-Match")
+    written = service.commit_one(lambda: service.patch(ENDPOINTS[endpoint], resource_id, body, if_match=if_match),
+                                 read_first=endpoint == "Users")
     params = {k.lower() for k in request.args}
     if endpoint == "Groups" and not params & {"attributes", "excludedattributes"}:
-        return Response(status=204, headers={"ETag": etag(row)})
-    return _one(store, row, _projection(store))
+        return Response(status=204, headers={"ETag": etag(written.row)})  # no member list unless asked for
+    return _written(written)
 
 
 @bp.route("/<any(Users,Groups):endpoint>/<resource_id>", methods=["DELETE"], strict_slashes=False)
 def delete_resource(endpoint: str, resource_id: str) -> Response:
-    store = _store(endpoint, "scim:write")
-    row = _find(store, resource_id, for_update=True)
-    _check_if_match(row)
-    store.audit(row, "delete", store.audit_state(row), None)
-    store.delete(row)
-    commit()
+    service = provisioning()
+    if_match = request.headers.get("If-Match")
+    service.commit_one(lambda: service.delete(ENDPOINTS[endpoint], resource_id, if_match=if_match))
     return Response(status=204)
 
 
@@ -230,7 +159,7 @@ def search_all() -> Response:
     body = _search_body()
     settings = current_app.config["SCIM"]
     query = list_query(body, settings)
-    stores = [_store(name, "scim:read") for name in STORES]
+    stores = [_store(name, "scim:read") for name in ENDPOINTS]
     totals, pages, errors = [], [], []
     skip, wanted = query.start_index - 1, query.count
     for store in stores:
@@ -256,7 +185,6 @@ def search_all() -> Response:
                           "startIndex": query.start_index, "itemsPerPage": len(pages), "Resources": pages})
 
 
-@bp.route("/Bulk", methods=["POST"])
 @bp.route("/Me", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 def not_implemented() -> Response:
     require_token("scim:read")

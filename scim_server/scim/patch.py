@@ -90,10 +90,17 @@ def to_operation(raw: dict[str, Any]) -> PatchOperation:
 def apply(rt: ResourceType, document: dict[str, Any], operations: list[PatchOperation],
           collections: dict[str, RowCollection] | None = None) -> dict[str, Any]:
     """Apply the operations in order to a copy of ``document`` and return it."""
-    engine = _Engine(rt, without_nones(document), collections or {})
+    engine = start(rt, document, collections)
     for operation in operations:
         engine.run(operation)
     return engine.doc
+
+
+def start(rt: ResourceType, document: dict[str, Any],
+          collections: dict[str, RowCollection] | None = None) -> _Engine:
+    """An engine working on one copy of ``document`` (``engine.doc``), to run a request's
+    operations one at a time: the IdP quirk normaliser looks at the document between two."""
+    return _Engine(rt, without_nones(document), collections or {})
 
 
 @dataclass

@@ -61,17 +61,19 @@ _INSERT_EVENT = insert(AuditEvent.__table__)
 
 def record(session: Session, tenant_id: int, resource_type: str, resource_id: str, operation: str,
            changes: dict[str, Any]) -> None:
-    who = current.get()
-    session.connection().execute(_INSERT_EVENT, {  # Core, on the session's connection: no ORM bookkeeping
-        "tenant_id": tenant_id, "at": utcnow(), "actor": who.actor, "request_id": who.request_id,
-        "resource_type": resource_type, "resource_id": resource_id, "operation": operation, "changes": changes})
+    record_many(session, [{"tenant_id": tenant_id, "resource_type": resource_type, "resource_id": resource_id,
+                           "operation": operation, "changes": changes}])
 
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Several events at once (a job that changed many users); each row as for ``record``."""
+    """Events in one multi-row INSERT (a Bulk request, a job that changed many users): each row
+    names tenant_id, resource_type, resource_id, operation and changes, and may name the Bulk
+    operation it came from (bulk_index, bulk_id). Core, on the session's connection: no ORM
+    bookkeeping."""
     if not rows:
         return
     who = current.get()
     now = utcnow()
-    session.connection().execute(_INSERT_EVENT, [{"at": now, "actor": who.actor, "request_id": who.request_id, **r}
-                                         for r in rows])
+    session.connection().execute(_INSERT_EVENT, [
+        {"at": now, "actor": who.actor, "request_id": who.request_id, "bulk_index": None, "bulk_id": None, **r}
+        for r in rows])

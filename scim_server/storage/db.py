@@ -265,3 +265,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     factory = sessionmaker(engine, expire_on_commit=False, autoflush=False)
     event.listen(factory, "after_commit", leave_writer_queue)
     return factory
+
+
+def commit_write(session: Session) -> None:
+    """Commit a request's write transaction. Whatever the request reads afterwards (the
+    response body) runs as a read-only request, so SQLite's write lock is not held while
+    rendering."""
+    session.commit()
+    write_intent.set(False)
+    read_only.set(True)

@@ -77,8 +77,11 @@ class GroupStore(ResourceStore):
                                       "display": group_display, "type": "Group"})
         return out
 
-    def _write(self, row: Group, doc: dict[str, Any]) -> None:
+    def _write(self, row: Group, doc: dict[str, Any]) -> bool:
+        """Set the row's values from a validated document; True when the unit's place in the
+        tree or its own ean changed, so what its subtree inherits must be computed again."""
         columns, rest = self._split(doc)
+        tree_changed = False
         rest.pop("members", None)
         unit = rest.pop(P2L_GROUP, None)
         declared = P2L_GROUP.lower() in {str(s).lower() for s in doc.get("schemas") or []}
@@ -102,10 +105,11 @@ class GroupStore(ResourceStore):
                 self._check_unit_code(row)  # the unique index still guards races
             # A new org unit inherits from its parent; after that only a new ean or a new parent
             # changes what the unit and its subtree inherit (a rename rewrites nothing).
-            self._tree_changed = not was_unit or before[:2] != (row.ean, row.parent_id)
+            tree_changed = not was_unit or before[:2] != (row.ean, row.parent_id)
         for column, value in columns.items():
             setattr(row, column, value)
         row.attributes = rest
+        return tree_changed
 
     def _check_unit_code(self, row: Group) -> None:
         if row.unit_code is None:
@@ -115,37 +119,39 @@ class GroupStore(ResourceStore):
         if clash is not None:
             raise uniqueness(f"unitCode '{row.unit_code}' is already used by another org unit")
 
-    def _after_write(self, row: Group) -> None:
-        if row.is_org_unit and getattr(self, "_tree_changed", False):
+    def update(self, row: Group, doc: dict[str, Any]) -> None:
+        tree_changed = self._write(row, doc)
+        self._touch(row)
+        self._flush()
+        if tree_changed:
             hierarchy.refresh_effective_ean(self.session, row.id)
 
-    def update(self, row: Group, doc: dict[str, Any]) -> None:
-        super().update(row, doc)
-        self._after_write(row)
-
-    def create(self, doc: dict[str, Any]) -> Group:
+    def create(self, doc: dict[str, Any]) -> tuple[Group, dict[str, Any]]:
         now = utcnow()
         row = Group(id=str(uuid.uuid4()), tenant_id=self.tenant_id, created=now, last_modified=now, version=1,
                     is_org_unit=False)
-        self._write(row, doc)
+        tree_changed = self._write(row, doc)
         self.session.add(row)
         self._flush()
-        self._after_write(row)
+        if tree_changed:
+            hierarchy.refresh_effective_ean(self.session, row.id)
+        members = MemberRows(self, row)
         if doc.get("members"):
-            self.collections(row)["members"].add(doc["members"])
-        return row
+            members.add(doc["members"])
+        return row, members.changes()
 
-    def replace(self, row: Group, doc: dict[str, Any]) -> None:
-        self.collections(row)["members"].replace(doc.get("members") or [])
+    def replace(self, row: Group, doc: dict[str, Any]) -> dict[str, Any]:
+        members = MemberRows(self, row)
+        members.replace(doc.get("members") or [])
         self.update(row, doc)
+        return members.changes()
+
+    def patch(self, row: Group, doc: dict[str, Any], collections: dict[str, Any]) -> dict[str, Any]:
+        self.update(row, doc)
+        return collections["members"].changes()
 
     def collections(self, row: Group) -> dict[str, MemberRows]:
-        self._patched_members = MemberRows(self, row)
-        return {"members": self._patched_members}
-
-    def collection_changes(self) -> dict[str, Any]:
-        rows = getattr(self, "_patched_members", None)
-        return rows.changes() if rows else {}
+        return {"members": MemberRows(self, row)}
 
     def delete(self, row: Group) -> None:
         employees = []

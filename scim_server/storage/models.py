@@ -146,6 +146,9 @@ class AuditEvent(Base):
     resource_id: Mapped[str] = mapped_column(String(36))
     operation: Mapped[str] = mapped_column(String(20))
     changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: for a write made by a Bulk operation: its 0-based place in the request, and its bulkId
+    bulk_index: Mapped[int | None] = mapped_column(Integer, default=None)
+    bulk_id: Mapped[str | None] = mapped_column(String(200), default=None)
 
 class User(Base):
     __tablename__ = "users"

@@ -26,7 +26,6 @@ from ..scim.marshal import format_datetime
 from ..scim.projection import Projection
 from ..scim.schemas import ResourceType
 from ..scim.validators import P2L_GROUP, P2L_USER
-from . import audit
 from .models import utcnow
 
 
@@ -135,33 +134,28 @@ class ResourceStore:
         row.last_modified = utcnow()
         row.version = (row.version or 0) + 1
 
-    def update(self, row, doc: dict[str, Any]) -> None:
-        """Write a validated document (attributes kept as rows are changed separately)."""
-        self._write(row, doc)
-        self._touch(row)
-        self._flush()
-
     def collections(self, row) -> dict[str, Any]:
-        """Multi-valued attributes kept as rows, for the PATCH engine."""
+        """Multi-valued attributes kept as rows, for the PATCH engine to write through. The
+        same dict goes back to ``patch``, which reads what they changed."""
         return {}
 
-    def after_patch(self, row, doc: dict[str, Any]) -> None:
-        """Rules that follow a PATCH (once all its operations are applied)."""
+    # The three writes of the write service (``provisioning``): each returns the changes to
+    # row-backed attributes (members added and removed) for the audit trail.
 
-    def collection_changes(self) -> dict[str, Any]:
-        """Changes to row-backed attributes made through ``collections`` (for the audit trail)."""
-        return {}
+    def create(self, doc: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        raise NotImplementedError
+
+    def replace(self, row, doc: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def patch(self, row, doc: dict[str, Any], collections: dict[str, Any]) -> dict[str, Any]:
+        """Write the document a PATCH made, after the PATCH engine wrote through ``collections``."""
+        raise NotImplementedError
 
     def audit_state(self, row, stored: dict[str, Any] | None = None) -> dict[str, Any]:
         """The resource as the audit trail compares it before and after a write
         (``stored``: its stored document, when the caller has it already)."""
         return dict(stored) if stored is not None else self.stored_document(row)
-
-    def audit(self, row, operation: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
-              extra: dict[str, Any] | None = None) -> None:
-        changes = audit.diff(before, after)
-        changes.update(extra or {})
-        audit.record(self.session, self.tenant_id, self.rt.name, row.id, operation, changes)
 
     def delete(self, row) -> None:
         self.session.delete(row)

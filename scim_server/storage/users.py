@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.util import identity_key
 
 from ..scim.errors import ScimError, invalid_value, uniqueness
 from ..scim.marshal import format_datetime
@@ -118,6 +119,9 @@ class UserStore(ResourceStore):
         user = _NEW_USER_INSTANCE()
         user.__dict__.update(zip(_USER_COLUMN_KEYS, row))
         make_transient_to_detached(user)
+        earlier = self.session.identity_map.get(identity_key(User, row.id))
+        if earlier is not None:  # written earlier in this unit of work (a Bulk request): the row just read wins
+            self.session.expunge(earlier)
         self.session.add(user)
         return user
 
@@ -216,7 +220,7 @@ class UserStore(ResourceStore):
     # A user is written with one Core statement, not through the ORM's unit of work (a third of
     # a write's time went to its bookkeeping); the ORM object is then told the values as stored.
 
-    def create(self, doc: dict[str, Any]) -> User:
+    def create(self, doc: dict[str, Any]) -> tuple[User, dict[str, Any]]:
         now = utcnow()
         values = {**NEW_USER, "id": str(uuid.uuid4()), "tenant_id": self.tenant_id, "created": now,
                   "last_modified": now}
@@ -234,11 +238,11 @@ class UserStore(ResourceStore):
         if jobs:
             self.employments(row).replace(jobs)
         self._after_write(row, doc, employments_changed=bool(jobs))
-        return row
+        return row, {}
 
     def update(self, row: User, doc: dict[str, Any]) -> None:
         """Write the user's columns, on condition that its version is still the one read
-        (else StaleDataError: the request runs again, see http.resources)."""
+        (else StaleDataError: the write service runs the write again, see ``provisioning``)."""
         values = {**self._values(row, doc), "last_modified": utcnow(), "version": row.version + 1}
         with self._write_errors():
             result = self.session.connection().execute(UPDATE_USER, {**values, "b_id": row.id, "b_version": row.version})
@@ -247,11 +251,18 @@ class UserStore(ResourceStore):
         for key, value in values.items():
             set_committed_value(row, key, value)
 
-    def replace(self, row: User, doc: dict[str, Any]) -> None:
+    def replace(self, row: User, doc: dict[str, Any]) -> dict[str, Any]:
         self.update(row, doc)
         if self.master_data:
             self.employments(row).replace((doc.get(P2L_USER) or {}).get("employments") or [])
         self._after_write(row, doc, employments_changed=self.master_data)
+        return {}
+
+    def patch(self, row: User, doc: dict[str, Any], collections: dict[str, Any]) -> dict[str, Any]:
+        self.update(row, doc)
+        employments = collections.get(EMPLOYMENTS)
+        self._after_write(row, doc, employments_changed=bool(employments and employments.changed))
+        return {}
 
     def audit_state(self, row: User, stored: dict[str, Any] | None = None) -> dict[str, Any]:
         state = super().audit_state(row, stored)
@@ -271,15 +282,7 @@ class UserStore(ResourceStore):
         return EmploymentRows(self.session, self.tenant_id, self.rt, row)
 
     def collections(self, row: User) -> dict[str, Any]:
-        if not self.master_data:
-            return {}
-        rows = self.employments(row)
-        self._patched_employments = rows
-        return {f"{P2L_USER}:employments".lower(): rows}
-
-    def after_patch(self, row: User, doc: dict[str, Any]) -> None:
-        rows = getattr(self, "_patched_employments", None)
-        self._after_write(row, doc, employments_changed=bool(rows and rows.changed))
+        return {EMPLOYMENTS: self.employments(row)} if self.master_data else {}
 
     def _after_write(self, row: User, doc: dict[str, Any], employments_changed: bool) -> None:
         """Rules that follow a write: placement by department, then active from employments."""
@@ -306,6 +309,8 @@ class UserStore(ResourceStore):
         return uniqueness("userName is already taken")
 
 
+#: the PATCH engine's key of the employments collection (see ``collections``)
+EMPLOYMENTS = f"{P2L_USER}:employments".lower()
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Statements run on every read are built once (building costs more than running them).
 _MEMBERSHIP_COLUMNS = (Membership.id, Membership.user_id, Membership.group_id, Membership.title,
