@@ -329,10 +329,7 @@ def client_revoke(client_id: str) -> None:
 @click.option("--limit", default=100, show_default=True)
 def audit_command(tenant_name: str, resource: str | None, since: str | None, limit: int) -> None:
     """The audit trail, newest first, one JSON line per change."""
-    from sqlalchemy import select
-
-    from .http.admin import event_json, query_events
-    from .storage.models import AuditEvent
+    from .http.admin import event_json
     sessions = _database()
     moment = None
     if since:
@@ -343,9 +340,7 @@ def audit_command(tenant_name: str, resource: str | None, since: str | None, lim
         moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     with sessions() as session:
         found = _tenant_or_fail(session, tenant_name)
-        condition = query_events(found.id, resource, moment, None)
-        for event in session.scalars(select(AuditEvent).where(*condition)
-                                     .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)):
+        for event in audit.page_of_events(session, found.id, resource, moment, None, limit=limit):
             click.echo(json.dumps(event_json(event), ensure_ascii=False))
 
 

@@ -24,8 +24,8 @@ def test_service_provider_config(api):
     body = _ok(api.get("/ServiceProviderConfig"))
     assert body["schemas"] == [SPC]
     assert body["patch"]["supported"] is True
-    assert body["bulk"]["supported"] is False
-    assert "maxOperations" in body["bulk"] and "maxPayloadSize" in body["bulk"]
+    assert body["bulk"]["supported"] is True
+    assert body["bulk"]["maxOperations"] >= 1000 and body["bulk"]["maxPayloadSize"] > 0
     assert body["filter"]["supported"] is True
     assert isinstance(body["filter"]["maxResults"], int) and body["filter"]["maxResults"] > 0
     assert body["changePassword"]["supported"] in (True, False)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import Blueprint, current_app, g, jsonify, request
-from sqlalchemy import func, select
 
 from ..scim.errors import invalid_value
 from ..scim.marshal import format_datetime
+from ..storage import audit
 from ..storage.models import AuditEvent
 from .auth import require_token
 from .params import MAX_START_INDEX, _integer
@@ -38,28 +38,14 @@ def event_json(event: AuditEvent) -> dict:
                if event.bulk_index is not None else {})}
 
 
-def query_events(tenant_id: int, resource: str | None, since, until) -> list:
-    """The conditions selecting a tenant's events (shared with ``scim-server audit``)."""
-    condition = [AuditEvent.tenant_id == tenant_id]
-    if resource:
-        condition.append(AuditEvent.resource_id == resource)
-    if since:
-        condition.append(AuditEvent.at >= since)
-    if until:
-        condition.append(AuditEvent.at < until)
-    return condition
-
-
 @bp.get("/admin/v1/audit")
 def audit_trail():
     token = require_token("audit:read")
     start = min(max(_integer(request.args.get("startIndex"), "startIndex") or 1, 1), MAX_START_INDEX)
     count = min(max(_integer(request.args.get("count"), "count") or 100, 0),
                 current_app.config["SCIM"].max_page_size)
-    condition = query_events(token.tenant_id, request.args.get("resource"), _moment("since"),
-                             _moment("until"))
-    total = g.db.scalar(select(func.count()).select_from(AuditEvent).where(*condition))
-    rows = g.db.scalars(select(AuditEvent).where(*condition).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-                        .offset(start - 1).limit(count)).all() if count else []
+    which = (token.tenant_id, request.args.get("resource"), _moment("since"), _moment("until"))
+    total = audit.count_events(g.db, *which)
+    rows = audit.page_of_events(g.db, *which, offset=start - 1, limit=count) if count else []
     return jsonify({"totalResults": total, "startIndex": start, "itemsPerPage": len(rows),
                     "Resources": [event_json(e) for e in rows]})

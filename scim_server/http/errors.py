@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response
-from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .. import jsontext
 from ..scim.errors import ScimError
+from ..storage.db import DatabaseRefusal, DatabaseUnavailable
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 SCIM_JSON = "application/scim+json"
@@ -53,16 +53,16 @@ def register(app: Flask) -> None:
         scim_type = "tooMany" if status == 413 else None
         return error_response(status, detail, scim_type, headers)
 
-    @app.errorhandler(IntegrityError)
-    def _conflict(error: IntegrityError) -> Response:
+    @app.errorhandler(DatabaseRefusal)
+    def _conflict(error: DatabaseRefusal) -> Response:
         # Stores check constraints first and name the attribute; this is the race both checks
         # passed (two requests creating the same thing at once): the database said no.
         log.info("integrity conflict: %s", type(error.orig).__name__)
         return error_response(409, "The change conflicts with a concurrent change; retry the request",
                               "uniqueness")
 
-    @app.errorhandler(OperationalError)
-    def _unavailable(error: OperationalError) -> Response:
+    @app.errorhandler(DatabaseUnavailable)
+    def _unavailable(error: DatabaseUnavailable) -> Response:
         # the database refused the connection, lost it during the request, or kept
         # SQLite's write lock past the busy timeout: nothing the client did, and worth a retry
         log.error("database unavailable: %s", error.orig)

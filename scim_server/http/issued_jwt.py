@@ -19,10 +19,8 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from ..storage.models import Tenant
+from ..storage import tenants
 
 JWKS_TTL = 3600
 _jwks_cache: dict[str, tuple[float, KeySet]] = {}
@@ -44,9 +42,10 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2 and token.startswith("ey")
 
 
-def trusted_issuers(session: Session) -> list[TrustedIssuer]:
+def trusted_issuers(session) -> list[TrustedIssuer]:
+    """The issuers the tenants trust (``session``: the request's database session)."""
     out = []
-    for tenant_id, settings in session.execute(select(Tenant.id, Tenant.settings)):
+    for tenant_id, settings in tenants.all_settings(session):
         conf = (settings or {}).get("jwt")
         if conf and conf.get("issuer") and conf.get("audience"):
             out.append(TrustedIssuer(tenant_id, conf["issuer"], conf["audience"], conf.get("jwks_uri"),
@@ -73,7 +72,7 @@ def _keys(trust: TrustedIssuer) -> KeySet:
     return keys
 
 
-def verify(session: Session, token: str) -> tuple[TrustedIssuer, dict[str, Any]] | None:
+def verify(session, token: str) -> tuple[TrustedIssuer, dict[str, Any]] | None:
     """The tenant trust and the claims of a valid JWT, or None."""
     for trust in trusted_issuers(session):
         try:

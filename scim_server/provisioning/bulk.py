@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..scim.errors import ScimError, invalid_syntax, invalid_value
 from ..storage.stores import ENDPOINTS
-from .service import Provisioning, Written
+from .service import PatchItem, Provisioning, Written, users_added
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class Operation:
     error: ScimError | None = None
     #: bulkIds this operation names (in ``data`` or ``path``)
     references: set[str] = field(default_factory=set)
+    #: the run of operations written together it can join (see ``_kind``), if any
+    kind: str | None = None
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -135,6 +137,7 @@ def _read(op: Operation, raw: dict[str, Any]) -> None:
     if op.target and op.target.startswith(BULK_ID):
         op.references.add(op.target[len(BULK_ID):])
     op.references.update(_references(op.data))
+    op.kind = _kind(op)
 
 
 def _references(value: Any) -> Iterator[str]:
@@ -211,6 +214,7 @@ class BulkRun:
         waiting = list(self.request.operations)
         while waiting and not self._stopped():
             still: list[Operation] = []
+            together: list[Operation] = []  # a run of user creates or PATCHes, written together at its end
             for op in waiting:
                 if self._stopped():
                     break
@@ -220,9 +224,16 @@ class BulkRun:
                 elif missing & self.failed or missing - defined:
                     self._fail(op, _conflict(op, sorted(missing & self.failed or missing - defined)))
                 elif missing:
-                    still.append(op)  # names a resource an operation further on makes
+                    still.append(op)  # names a resource an operation further on (or in ``creates``) makes
+                elif self._together(op):
+                    if together and (together[0].kind != op.kind or op.resource_type == "User"
+                                     and op.method == "PATCH" and op.target in {o.target for o in together}):
+                        self._run_together(together)  # a new kind of run, or the same user again
+                    together.append(op)
                 else:
+                    self._run_together(together)
                     self._run(op)
+            self._run_together(together)
             if len(still) == len(waiting):  # nothing could run: every one waits in a cycle
                 for op in still:
                     self._fail(op, ScimError(409, "The operation's bulkId references form a cycle that cannot be "
@@ -239,8 +250,7 @@ class BulkRun:
         return limit is not None and self.errors >= limit
 
     def _run(self, op: Operation) -> None:
-        target = self.ids[op.target[len(BULK_ID):]] if op.target and op.target.startswith(BULK_ID) else op.target
-        data = _resolved(op.data, self.ids) if op.references else op.data
+        target, data = self._target(op), self._data(op)
         service, kind = self.service, op.resource_type
         try:
             written = service.in_savepoint(lambda: _write(service, op, kind, target, data))
@@ -258,11 +268,55 @@ class BulkRun:
             self.ids[op.bulk_id] = written.row.id
         self.outcomes[op.index] = Outcome(op, written.status, written)
 
+    def _together(self, op: Operation) -> bool:
+        """Creates and PATCHes of users, and PATCHes that add users to groups, are written in
+        multi-row statements, as long as nothing asks the request to stop after a number of
+        errors (which needs one operation at a time)."""
+        return self.request.fail_on_errors is None and op.kind is not None
+
+    def _run_together(self, run: list[Operation]) -> None:
+        if not run:
+            return
+        items = [PatchItem(self._target(op), self._data(op), op.version, op.provenance) for op in run]
+        kind = run[0].kind
+        if kind == "create users":
+            results = self.service.create_many("User", [(item.body, item.provenance) for item in items])
+        elif kind == "patch users":
+            results = self.service.patch_many("User", items)
+        else:
+            results = self.service.add_members_many(items)
+        for op, result in zip(run, results):
+            if isinstance(result, ScimError):
+                target = self._target(op)
+                self._fail(op, result, self.service.store(op.resource_type).location(target) if target else None)
+                continue
+            if op.method == "POST" and op.bulk_id:
+                self.ids[op.bulk_id] = result.row.id
+            self.outcomes[op.index] = Outcome(op, result.status, result)
+        run.clear()
+
+    def _target(self, op: Operation) -> str | None:
+        return self.ids[op.target[len(BULK_ID):]] if op.target and op.target.startswith(BULK_ID) else op.target
+
+    def _data(self, op: Operation) -> Any:
+        return _resolved(op.data, self.ids) if op.references else op.data
+
     def _fail(self, op: Operation, error: ScimError, location: str | None = None) -> None:
         if op.bulk_id:
             self.failed.add(op.bulk_id)
         self.errors += 1
         self.outcomes[op.index] = Outcome(op, error.status, error=error, location=location)
+
+
+def _kind(op: Operation) -> str | None:
+    """Which run of operations written together ``op`` can join, if any."""
+    if op.resource_type == "User" and op.method == "POST":
+        return "create users"
+    if op.resource_type == "User" and op.method == "PATCH":
+        return "patch users"
+    if op.resource_type == "Group" and op.method == "PATCH" and users_added(op.data) is not None:
+        return "add users to groups"
+    return None
 
 
 def _write(service: Provisioning, op: Operation, resource_type: str, target: str | None, data: Any) -> Written:

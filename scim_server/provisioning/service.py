@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -27,7 +28,7 @@ from ..scim import marshal, patch, quirks
 from ..scim.errors import ScimError, invalid_syntax
 from ..storage import audit
 from ..storage.db import commit_write, defer_write_lock
-from ..storage.resources import ResourceStore, etag
+from ..storage.resources import ResourceStore, check_version, etag
 from ..storage.stores import TenantScope, find, open_store
 
 T = TypeVar("T")
@@ -129,10 +130,49 @@ class Provisioning:
     # ------------------------------------------------------------------ writes
     def create(self, resource_type: str, body: Any, *, provenance: dict[str, Any] | None = None) -> Written:
         store = self.store(resource_type)
-        doc = load_resource(store, body)
+        return self._create(store, load_resource(store, body), provenance)
+
+    def _create(self, store: ResourceStore, doc: dict[str, Any], provenance: dict[str, Any] | None) -> Written:
         row, row_changes = store.create(doc)
         self._event(store, row, "create", None, store.audit_state(row), row_changes, provenance)
         return Written(row, store, 201)
+
+    def create_many(self, resource_type: str, bodies: list[tuple[Any, dict[str, Any] | None]]
+                    ) -> list[Written | ScimError]:
+        """Many creates, each succeeding or failing alone: per (body, provenance) its Written or
+        the ScimError that refused it. Validation is one pass over the bodies; the resources
+        the store can write together go in multi-row statements, the others one by one in
+        savepoints (as do all of them if the multi-row write is refused as a whole)."""
+        store = self.store(resource_type)
+        out: list[Written | ScimError | None] = [None] * len(bodies)
+        together: list[tuple[int, dict[str, Any]]] = []
+        alone: list[tuple[int, dict[str, Any]]] = []
+        for i, (body, _) in enumerate(bodies):
+            try:
+                doc = load_resource(store, body)
+            except ScimError as exc:
+                out[i] = exc
+                continue
+            (together if store.creates_together(doc) else alone).append((i, doc))
+        if together:
+            try:
+                rows = self.in_savepoint(lambda: store.create_many([doc for _, doc in together]))
+            except ScimError:  # a clash no check saw (a concurrent write): one by one instead
+                alone = sorted(alone + together)
+                store = self.store(resource_type)  # the savepoint's rollback dropped the old one
+            else:
+                for (i, _), row in zip(together, rows):
+                    if isinstance(row, ScimError):
+                        out[i] = row
+                        continue
+                    self._event(store, row, "create", None, store.audit_state(row), None, bodies[i][1])
+                    out[i] = Written(row, store, 201)
+        for i, doc in alone:
+            try:
+                out[i] = self.in_savepoint(lambda doc=doc, i=i: self._create(self.store(resource_type), doc, bodies[i][1]))
+            except ScimError as exc:
+                out[i] = exc
+        return out  # type: ignore[return-value]
 
     def replace(self, resource_type: str, resource_id: str, body: Any, *, if_match: str | None = None,
                 provenance: dict[str, Any] | None = None) -> Written:
@@ -152,19 +192,93 @@ class Provisioning:
         store = self.store(resource_type)
         row = find(store, resource_id, for_update=True)
         check_version(row, if_match)
-        raw_operations = patch.parse_operations(body, self.max_patch_operations)
         stored = store.stored_document(row)
         before = store.audit_state(row, stored)
         collections = store.collections(row)
+        doc = self._patched(store, stored, body, collections)
+        row_changes = store.patch(row, doc, collections)
+        self._event(store, row, "patch", before, store.audit_state(row), row_changes, provenance)
+        return Written(row, store, 200)
+
+    def patch_many(self, resource_type: str, items: list[PatchItem]) -> list[Written | ScimError]:
+        """PATCHes of distinct resources, each succeeding or failing alone.
+
+        The resources are read in one statement and each PATCH runs through the quirks and the
+        PATCH engine in Python, so a refused one has written nothing; the others are written
+        in one executemany. A PATCH that reaches a row-backed attribute (employments, members)
+        writes as it goes, so it runs alone in a savepoint instead, as do all of them when the
+        store cannot write them together."""
+        store = self.store(resource_type)
+        out: list[Written | ScimError | None] = [None] * len(items)
+        alone: list[int] = []
+        prepared: list[tuple[int, Any, dict[str, Any], dict[str, Any]]] = []
+        rows = store.get_many([item.resource_id for item in items]) if store.patches_together() else {}
+        for i, item in enumerate(items):
+            row = rows.get(item.resource_id)
+            if row is None:  # not found (then ``patch`` says 404), or not to be written together
+                alone.append(i)
+                continue
+            try:
+                check_version(row, item.if_match)
+                stored = store.stored_document(row)
+                before = store.audit_state(row, stored)
+                doc = self._patched(store, stored, item.body, {k: _WritesAlone() for k in store.collections(row)})
+                prepared.append((i, row, before, store.prepared_update(row, doc)))
+            except _MustWriteAlone:
+                alone.append(i)
+            except ScimError as exc:
+                out[i] = exc
+        if prepared:
+            try:
+                self.in_savepoint(lambda: store.update_many([(row, values) for _, row, _, values in prepared]))
+            except ScimError:  # refused as a whole: one by one, each alone
+                alone = sorted(alone + [i for i, *_ in prepared])
+            else:
+                for i, row, before, _ in prepared:
+                    self._event(store, row, "patch", before, store.audit_state(row), None, items[i].provenance)
+                    out[i] = Written(row, store, 200)
+        for i in alone:
+            out[i] = self._patch_alone(resource_type, items[i])
+        return out  # type: ignore[return-value]
+
+    def _patch_alone(self, resource_type: str, item: PatchItem) -> Written | ScimError:
+        try:
+            return self.in_savepoint(lambda: self.patch(resource_type, item.resource_id, item.body,
+                                                        if_match=item.if_match, provenance=item.provenance))
+        except ScimError as exc:
+            return exc
+
+    def _patched(self, store: ResourceStore, stored: dict[str, Any], body: Any,
+                 collections: dict[str, Any]) -> dict[str, Any]:
+        """The validated document a PATCH body makes of ``stored``."""
+        raw_operations = patch.parse_operations(body, self.max_patch_operations)
         engine = patch.start(store.rt, stored, collections)  # one copy of the document per request
         for raw in raw_operations:  # each quirk sees the resource as the earlier operations left it
             for operation in quirks.normalise_patch(store.rt, [raw], engine.doc):
                 engine.run(patch.to_operation(operation))
         doc = marshal.load(store.rt, engine.doc, stored=stored)
         marshal.check_immutable(store.rt, stored, doc)
-        row_changes = store.patch(row, doc, collections)
-        self._event(store, row, "patch", before, store.audit_state(row), row_changes, provenance)
-        return Written(row, store, 200)
+        return doc
+
+    def add_members_many(self, items: list[PatchItem]) -> list[Written | ScimError]:
+        """Group PATCHes that only add users (``users_added``), written together: every
+        group, member and existing membership is read once, and the new memberships, the
+        groups' versions and the audit events are one statement each."""
+        store = self.store("Group")
+        adds = [(item.resource_id, users_added(item.body) or [], item.if_match) for item in items]
+        try:
+            results = self.in_savepoint(lambda: store.add_users_many(adds))
+        except IntegrityError:  # a member deleted meanwhile (a concurrent request): one by one instead
+            return [self._patch_alone("Group", item) for item in items]
+        out: list[Written | ScimError] = []
+        for item, result in zip(items, results):
+            if isinstance(result, ScimError):
+                out.append(result)
+                continue
+            members = {"members": {"added": result.added, "removed": []}} if result.added else {}
+            self._event(store, result, "patch", None, None, members, item.provenance)
+            out.append(Written(result, store, 200))
+        return out
 
     def delete(self, resource_type: str, resource_id: str, *, if_match: str | None = None,
                provenance: dict[str, Any] | None = None) -> Written:
@@ -186,6 +300,57 @@ class Provisioning:
                              **(provenance or {})})
 
 
+@dataclass(frozen=True)
+class PatchItem:
+    """One PATCH of ``patch_many``."""
+
+    resource_id: str
+    body: Any
+    if_match: str | None = None
+    provenance: dict[str, Any] | None = None
+
+
+class _MustWriteAlone(Exception):
+    """A PATCH of ``patch_many`` reached a row-backed attribute: it must run on its own."""
+
+
+class _WritesAlone:
+    """Stands in for a row-backed collection while PATCHes are prepared together: the first
+    use says the PATCH must run alone (nothing has been written by then)."""
+
+    def _refuse(self, *_args: Any) -> None:
+        raise _MustWriteAlone
+
+    add = replace = remove = set_sub = remove_sub = _refuse
+
+
+def users_added(body: Any) -> list[str] | None:
+    """The member ids of a group PATCH that does nothing but add members (``add`` of ``members``
+    with a list of ``{"value": id}``), or None for any other PATCH. Such PATCHes can be written
+    together (``Provisioning.add_members_many``): there is nothing to validate but the ids."""
+    if not isinstance(body, dict):
+        return None
+    operations = {str(k).lower(): v for k, v in body.items()}.get("operations")
+    if not isinstance(operations, list) or not operations:
+        return None
+    ids: list[str] = []
+    for operation in operations:
+        if not isinstance(operation, dict):
+            return None
+        lowered = {str(k).lower(): v for k, v in operation.items()}
+        value = lowered.get("value")
+        if str(lowered.get("op", "")).lower() != "add" or str(lowered.get("path", "")).lower() != "members" \
+                or not isinstance(value, list) or not value or set(lowered) - {"op", "path", "value"}:
+            return None
+        for member in value:
+            if not isinstance(member, dict) or set(member) - {"value", "display", "type", "$ref"} \
+                    or not isinstance(member.get("value"), str) or not member["value"] \
+                    or member.get("type") not in (None, "User"):
+                return None
+            ids.append(member["value"])
+    return ids
+
+
 def load_resource(store: ResourceStore, body: Any) -> dict[str, Any]:
     """A POST or PUT body as a validated document: IdP quirks rewritten to RFC form, keys in
     their canonical names, values type-checked against the schema."""
@@ -196,10 +361,3 @@ def load_resource(store: ResourceStore, body: Any) -> dict[str, Any]:
     return marshal.load(store.rt, marshal.canonicalise(store.rt, body))
 
 
-def check_version(row, if_match: str | None) -> None:
-    """If-Match (or a Bulk operation's ``version``): 412 unless one of the tags is the current one."""
-    if not if_match or if_match.strip() == "*":
-        return
-    wanted = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
-    if etag(row).removeprefix("W/") not in wanted:
-        raise ScimError(412, f"The resource has changed: its version is now {etag(row)}")

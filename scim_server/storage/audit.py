@@ -11,7 +11,7 @@ import contextvars
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from .models import AuditEvent, utcnow
@@ -77,3 +77,35 @@ def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     session.connection().execute(_INSERT_EVENT, [
         {"at": now, "actor": who.actor, "request_id": who.request_id, "bulk_index": None, "bulk_id": None, **r}
         for r in rows])
+
+
+# Reading the trail: ``GET /admin/v1/audit`` and ``scim-server audit`` ask the same questions.
+
+def query_events(tenant_id: int, resource: str | None, since, until) -> list:
+    """The conditions selecting a tenant's events: of one resource (``resource``), at or after
+    ``since``, before ``until`` (each optional)."""
+    condition = [AuditEvent.tenant_id == tenant_id]
+    if resource:
+        condition.append(AuditEvent.resource_id == resource)
+    if since:
+        condition.append(AuditEvent.at >= since)
+    if until:
+        condition.append(AuditEvent.at < until)
+    return condition
+
+
+def count_events(session: Session, tenant_id: int, resource: str | None = None, since=None, until=None) -> int:
+    """How many of a tenant's events ``query_events`` selects."""
+    return session.scalar(select(func.count()).select_from(AuditEvent)
+                          .where(*query_events(tenant_id, resource, since, until)))
+
+
+def page_of_events(session: Session, tenant_id: int, resource: str | None = None, since=None, until=None, *,
+                   offset: int = 0, limit: int) -> list[AuditEvent]:
+    """A page of the events ``query_events`` selects, newest first: ``limit`` of them after
+    skipping ``offset``."""
+    statement = (select(AuditEvent).where(*query_events(tenant_id, resource, since, until))
+                 .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()))
+    if offset:
+        statement = statement.offset(offset)
+    return list(session.scalars(statement.limit(limit)).all())

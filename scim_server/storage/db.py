@@ -26,6 +26,7 @@ import threading
 import weakref
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import jsontext
@@ -274,3 +275,14 @@ def commit_write(session: Session) -> None:
     session.commit()
     write_intent.set(False)
     read_only.set(True)
+
+
+# The database's refusals under names of our own. The HTTP layer answers them (a constraint the
+# database enforced is 409 uniqueness, a database it cannot reach or lock is 503 with Retry-After,
+# see ``http/errors.py``) but imports nothing from SQLAlchemy: which database library raises them
+# is storage's business, so storage names them. These are the SQLAlchemy classes themselves, not
+# wrappers: whatever raised the one is caught as the other.
+#: a constraint of the database refused the change (a unique index, a foreign key)
+DatabaseRefusal = IntegrityError
+#: the database could not be reached, was lost mid-request, or stayed locked past the busy timeout
+DatabaseUnavailable = OperationalError

@@ -55,3 +55,8 @@ def find_token(session: Session, token: str) -> BearerToken | None:
     if row.expires_at is not None and row.expires_at <= utcnow():
         return None
     return row
+
+
+def all_settings(session: Session) -> list[tuple[int, dict | None]]:
+    """Every tenant's id and settings (the issuers of bearer JWTs are found among them)."""
+    return [(tenant_id, settings) for tenant_id, settings in session.execute(select(Tenant.id, Tenant.settings))]
