@@ -27,6 +27,8 @@ class Settings:
     max_page_size: int = 1000
     #: Page size when the client sends no ``count``.
     default_page_size: int = 100
+    #: Seconds a cursor of cursor-based paging (RFC 9865) stays valid; advertised as ``cursorTimeout``.
+    cursor_timeout: int = 3600
     #: Largest request body accepted, in bytes (413 beyond it).
     max_body_bytes: int = 10 * 1024 * 1024
     #: Largest number of operations in one PATCH request.
@@ -51,6 +53,7 @@ class Settings:
             public_base_url=(os.environ.get("SCIM_PUBLIC_BASE_URL") or "").rstrip("/") or None,
             max_page_size=_env_int("SCIM_MAX_PAGE_SIZE", cls.max_page_size),
             default_page_size=_env_int("SCIM_DEFAULT_PAGE_SIZE", cls.default_page_size),
+            cursor_timeout=_env_int("SCIM_CURSOR_TIMEOUT", cls.cursor_timeout),
             max_body_bytes=_env_int("SCIM_MAX_BODY_BYTES", cls.max_body_bytes),
             max_patch_operations=_env_int("SCIM_MAX_PATCH_OPERATIONS", cls.max_patch_operations),
             bulk_max_operations=_env_int("SCIM_BULK_MAX_OPERATIONS", cls.bulk_max_operations),

@@ -57,6 +57,11 @@ def service_provider_config() -> Response:
         "filter": {"supported": True, "maxResults": settings.max_page_size},
         "changePassword": {"supported": False},
         "sort": {"supported": True},
+        # RFC 9865 §4: both kinds of paging; index stays the default, so clients that send no
+        # cursor see what they always saw
+        "pagination": {"cursor": True, "index": True, "defaultPaginationMethod": "index",
+                       "defaultPageSize": settings.default_page_size, "maxPageSize": settings.max_page_size,
+                       "cursorTimeout": settings.cursor_timeout},
         "etag": {"supported": True},
         "authenticationSchemes": [{
             "type": "oauthbearertoken",

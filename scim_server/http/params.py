@@ -26,6 +26,9 @@ class ListQuery:
     count: int
     attributes: str | None
     excluded_attributes: str | None
+    #: cursor-based paging (RFC 9865): None for index paging, "" for the first page, else a
+    #: ``nextCursor`` or ``previousCursor`` of an earlier response
+    cursor: str | None = None
 
 
 def _lower_keys(source: Mapping[str, Any]) -> dict[str, Any]:
@@ -51,8 +54,21 @@ def _integer(value: Any, name: str) -> int | None:
         raise invalid_value(f"'{name}' must be an integer, not {value!r}") from exc
 
 
+def _cursor(params: dict[str, Any]) -> str | None:
+    """The ``cursor`` parameter. ``?cursor`` and ``?cursor=`` (and ``"cursor": ""`` in a search
+    body) ask for the first page with cursors; without it paging is by index, as before RFC 9865,
+    so clients that know nothing of cursors see no change."""
+    cursor = params.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise ScimError(400, "'cursor' must be a string", "invalidCursor")
+    if cursor is not None and params.get("startindex") not in (None, ""):
+        raise invalid_value("Send either startIndex (index paging) or cursor (cursor paging), not both")
+    return cursor
+
+
 def list_query(source: Mapping[str, Any], settings: Settings) -> ListQuery:
     params = _lower_keys(source)
+    cursor = _cursor(params)
     start = _integer(params.get("startindex"), "startIndex")
     count = _integer(params.get("count"), "count")
     start = 1 if start is None or start < 1 else min(start, MAX_START_INDEX)  # RFC 7644 §3.4.2.4: < 1 means 1
@@ -75,4 +91,5 @@ def list_query(source: Mapping[str, Any], settings: Settings) -> ListQuery:
         count=count,
         attributes=_as_list_text(params.get("attributes")),
         excluded_attributes=_as_list_text(params.get("excludedattributes")),
+        cursor=cursor,
     )

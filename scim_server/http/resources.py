@@ -18,6 +18,7 @@ from ..storage.stores import ENDPOINTS, TenantScope, find, open_store
 from .auth import AuthenticatedToken, require_token
 from .content import json_body, scim_response
 from .context import base_url
+from .paging import cursor_page
 from .params import SEARCH_REQUEST, list_query
 
 LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
@@ -88,6 +89,8 @@ def _search_body() -> dict[str, Any]:
 def _list(store: ResourceStore, source) -> Response:
     settings = current_app.config["SCIM"]
     query = list_query(source, settings)
+    if query.cursor is not None:  # RFC 9865
+        return scim_response({"schemas": [LIST_RESPONSE], **cursor_page([store], query, settings.cursor_timeout)})
     projection = Projection(store.rt, query.attributes, query.excluded_attributes)
     total, rows = store.search(query.filter, query.sort_by, query.descending, query.start_index, query.count)
     docs = store.documents(rows, projection) if rows else []
@@ -160,6 +163,8 @@ def search_all() -> Response:
     settings = current_app.config["SCIM"]
     query = list_query(body, settings)
     stores = [_store(name, "scim:read") for name in ENDPOINTS]
+    if query.cursor is not None:  # RFC 9865: one list, Users then Groups, as below
+        return scim_response({"schemas": [LIST_RESPONSE], **cursor_page(stores, query, settings.cursor_timeout)})
     totals, pages, errors = [], [], []
     skip, wanted = query.start_index - 1, query.count
     for store in stores:

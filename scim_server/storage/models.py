@@ -248,6 +248,20 @@ class Membership(Base):
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class ServerSecret(Base):
+    """A secret of the server's own (the key that signs pagination cursors), made once.
+
+    Every gunicorn worker and every host of one deployment shares the database, so a secret
+    kept here is the same wherever a request lands, with nothing to configure.
+    """
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    #: hex of 32 random bytes
+    value: Mapped[str] = mapped_column(String(200))
+
+
 # Expression indexes need the mapped columns, so they are declared after the classes.
 # userName is unique per tenant, case-insensitively (RFC 7643 §4.1.1: caseExact false);
 # the same lower() expression is what the filter compiler emits, so ``userName eq`` uses it.
