@@ -855,3 +855,60 @@ def test_token_without_write_scope_is_403(app, api):
 def test_missing_token_is_401(anonymous, api):
     assert_refused(send(anonymous, [post_user("a", "a@example.com")]), 401)
     assert total(api, "Users") == 0
+
+
+def test_creates_written_together_keep_the_employment_rules(api):
+    """User creates of one request are written together (multi-row statements): each still
+    gets its employments, the leaver rule (a future starter is inactive), its own error and its
+    own audit event, exactly as a single POST would."""
+    unit = create_unit(api, "Skole", code="SK-9")["id"]
+    results = bulk(api,
+                   post_user("now", "now@example.com", **{P2L_USER: {"employments": [
+                       {"value": unit, "startDate": "2020-01-01T00:00:00Z", "primary": True}]}}),
+                   post_user("later", "later@example.com", **{P2L_USER: {"employments": [
+                       {"value": unit, "startDate": "2999-01-01T00:00:00Z"}]}}),
+                   post_user("ghost", "ghost@example.com", **{P2L_USER: {"employments": [
+                       {"value": "no-such-unit"}]}}),
+                   post_user("plain", "plain@example.com"))
+    now, later = created(results[0]), created(results[1])
+    failed(results[2], 400, "invalidValue")
+    created(results[3])
+    assert get_json(api, f"/Users/{now}")["active"] is True
+    starter = get_json(api, f"/Users/{later}")
+    assert starter["active"] is False  # starts in the future: inactive until then
+    assert results[1]["version"] == starter["meta"]["version"]
+    assert member_ids(api, unit) == {now, later}
+    assert total(api, "Users", 'userName eq "ghost@example.com"') == 0
+
+
+def test_a_bulk_that_lost_a_race_runs_again(app, api, monkeypatch):
+    """On SQLite a Bulk request validates its PATCHes before it takes the write lock; if another
+    writer changes one of the users in between, the version check of the batched UPDATE fails
+    and the whole request runs once more with the lock up front: every operation 200, both
+    changes kept."""
+    if app.extensions["scim_engine"].dialect.name != "sqlite":
+        pytest.skip("PostgreSQL locks the users' rows when the batch reads them")
+    from scim_server.storage.users import UserStore
+
+    user = api.create_user("raced-bulk@example.com", title="First")
+    real = UserStore.update_many
+    calls: list[int] = []
+
+    def update_after_another_writer(store, writes):
+        calls.append(len(writes))
+        if len(calls) == 1:  # another writer commits between the batch's read and its write
+            raw = app.extensions["scim_engine"].raw_connection()
+            try:
+                raw.execute("UPDATE users SET version = version + 1, display_name = 'Theirs' WHERE id = ?",
+                            (user["id"],))
+                raw.commit()
+            finally:
+                raw.close()
+        return real(store, writes)
+
+    monkeypatch.setattr(UserStore, "update_many", update_after_another_writer)
+    results = bulk(api, patch(f"/Users/{user['id']}", {"op": "replace", "path": "title", "value": "Mine"}))
+    assert results[0]["status"] == "200", results
+    assert calls == [1, 1]
+    after = get_json(api, f"/Users/{user['id']}")
+    assert (after["title"], after["displayName"], after["meta"]["version"]) == ("Mine", "Theirs", 'W/"3"')

@@ -34,6 +34,7 @@ def event_json(event: AuditEvent) -> dict:
     return {"id": event.id, "at": format_datetime(event.at), "actor": event.actor,
             "requestId": event.request_id, "resourceType": event.resource_type,
             "resourceId": event.resource_id, "operation": event.operation, "changes": event.changes,
+            **({"runId": event.run_id} if event.run_id else {}),
             **({"bulkOperation": {"index": event.bulk_index, **({"bulkId": event.bulk_id} if event.bulk_id else {})}}
                if event.bulk_index is not None else {})}
 

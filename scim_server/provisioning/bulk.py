@@ -197,7 +197,7 @@ class Outcome:
 
 
 class BulkRun:
-    """Runs a parsed BulkRequest on a write service, in dependency order."""
+    """Runs a parsed BulkRequest on a write service, in dependency order (the caller commits)."""
 
     def __init__(self, service: Provisioning, request: BulkRequest):
         self.service = service
@@ -241,7 +241,6 @@ class BulkRun:
                                              "invalidValue"))
                 break
             waiting = still
-        self.service.commit()
         ordered = [self.outcomes[i] for i in sorted(self.outcomes)]
         return {"schemas": [BULK_RESPONSE], "Operations": [o.as_json() for o in ordered]}
 
@@ -336,5 +335,11 @@ def _conflict(op: Operation, names: list[str]) -> ScimError:
 
 
 def run(service: Provisioning, body: Any, max_operations: int) -> dict[str, Any]:
-    """Parse and run a BulkRequest; the BulkResponse."""
-    return BulkRun(service, parse(body, max_operations)).run()
+    """Parse and run a BulkRequest as the request's transaction; the BulkResponse.
+
+    On SQLite the batches validate before the write lock is taken (it is taken at their first
+    write, as a single user write's is): the rows they read are version-checked when written,
+    and if another writer changed one meanwhile the whole request runs once more with the
+    lock up front (``Provisioning.commit_one``)."""
+    request = parse(body, max_operations)
+    return service.commit_one(lambda: BulkRun(service, request).run(), read_first=True)

@@ -23,6 +23,8 @@ REDACTED = {"password"}
 class Actor:
     actor: str
     request_id: str | None = None
+    #: the sync run (``SyncRun.id``) the writes belong to, if any
+    run_id: str | None = None
 
 
 UNKNOWN = Actor("system:unknown")
@@ -75,7 +77,8 @@ def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     who = current.get()
     now = utcnow()
     session.connection().execute(_INSERT_EVENT, [
-        {"at": now, "actor": who.actor, "request_id": who.request_id, "bulk_index": None, "bulk_id": None, **r}
+        {"at": now, "actor": who.actor, "request_id": who.request_id, "run_id": who.run_id, "bulk_index": None,
+         "bulk_id": None, **r}
         for r in rows])
 
 
@@ -109,3 +112,10 @@ def page_of_events(session: Session, tenant_id: int, resource: str | None = None
     if offset:
         statement = statement.offset(offset)
     return list(session.scalars(statement.limit(limit)).all())
+
+
+def events_of_run(session: Session, tenant_id: int, run_id: str, limit: int = 1000) -> tuple[int, list[AuditEvent]]:
+    """The events a sync run wrote (its changes), oldest first: (how many in all, the first ``limit``)."""
+    condition = (AuditEvent.tenant_id == tenant_id, AuditEvent.run_id == run_id)
+    total = session.scalar(select(func.count()).select_from(AuditEvent).where(*condition)) or 0
+    return total, list(session.scalars(select(AuditEvent).where(*condition).order_by(AuditEvent.id).limit(limit)))

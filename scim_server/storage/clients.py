@@ -22,7 +22,7 @@ from .tenants import TenantError, hash_token
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 KEY_METHOD = "private_key_jwt"
-SCOPES = ("scim:read", "scim:write", "audit:read")
+SCOPES = ("scim:read", "scim:write", "audit:read", "sync:write")
 
 
 def hash_secret(secret: str) -> str:

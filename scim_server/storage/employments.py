@@ -84,7 +84,7 @@ class EmploymentRows:
         if any(item.get("primary") for item in wanted.values()):
             self._clear_primary()
         for unit_id, item in wanted.items():
-            values_ = self._columns(item)
+            values_ = self.columns(item)
             if unit_id in existing:
                 self.session.execute(update(Membership).where(
                     Membership.user_id == self.user.id, Membership.group_id == unit_id).values(**values_)
@@ -138,7 +138,8 @@ class EmploymentRows:
                              .values(is_primary=False).execution_options(synchronize_session=False))
 
     @staticmethod
-    def _columns(item: dict[str, Any]) -> dict[str, Any]:
+    def columns(item: dict[str, Any]) -> dict[str, Any]:
+        """An employment's sub-attributes as membership columns (those given; ``source`` cleared)."""
         out: dict[str, Any] = {}
         for sub, column in COLUMNS.items():
             if sub in item:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from ..scim.errors import ScimError, invalid_value, mutability, uniqueness
+from ..scim.errors import ScimError, invalid_value, mutability, not_found, uniqueness
 from ..scim.filters import FilterCompiler
 from ..scim.projection import Projection
 from ..scim.validators import P2L_GROUP
 from . import hierarchy, leavers
 from .models import Group, Membership, User, utcnow
 from .resolvers import GroupResolver, member_element
-from .resources import ResourceStore
+from .resources import ResourceStore, check_version
 
 
 class GroupStore(ResourceStore):
@@ -128,7 +129,8 @@ class GroupStore(ResourceStore):
 
     def create(self, doc: dict[str, Any]) -> tuple[Group, dict[str, Any]]:
         now = utcnow()
-        row = Group(id=str(uuid.uuid4()), tenant_id=self.tenant_id, created=now, last_modified=now, version=1,
+        row = Group(id=str(uuid.uuid4()), tenant_id=self.tenant_id, source_id=self.source_id, created=now,
+                    last_modified=now, version=1,
                     is_org_unit=False)
         tree_changed = self._write(row, doc)
         self.session.add(row)
@@ -150,6 +152,55 @@ class GroupStore(ResourceStore):
         self.update(row, doc)
         return collections["members"].changes()
 
+    def add_users_many(self, adds: list[tuple[str, list[str], str | None]]) -> list[Any]:
+        """Users added to groups by many PATCHes (a Bulk request's member adds), in a fixed
+        number of statements whatever their number: per (group id, user ids, If-Match) the
+        group as written (id and version: each add counts as one change of the group, as a
+        PATCH does) or the ScimError that refused that add alone. Users only: adding a group
+        checks for cycles, one PATCH at a time (``MemberRows``)."""
+        group_ids = list({group_id for group_id, _, _ in adds})
+        groups = {g.id: g for g in self.session.connection().execute(_GROUPS_FOR_UPDATE[self.dialect == "postgresql"],
+                                                                    {"ids": group_ids, "tid": self.tenant_id})}
+        wanted = list({u for _, users, _ in adds for u in users})
+        known = set(self.session.scalars(select(User.id).where(User.tenant_id == self.tenant_id, User.id.in_(wanted))))
+        members = {(g, u) for g, u in self.session.execute(select(Membership.group_id, Membership.user_id).where(
+            Membership.group_id.in_(group_ids), Membership.user_id.in_(wanted)))}
+        versions = {g.id: g.version for g in groups.values()}
+        out: list[Any] = []
+        rows: list[dict[str, Any]] = []
+        now = utcnow()
+        for group_id, users, if_match in adds:
+            group = groups.get(group_id)
+            if group is None:
+                out.append(not_found(f"Group {group_id} not found"))
+                continue
+            unknown = [u for u in users if u not in known]
+            if unknown:
+                out.append(invalid_value(f"Unknown member id(s): {', '.join(unknown[:10])}"))
+                continue
+            try:
+                check_version(_Written(group_id, versions[group_id], []), if_match)
+            except ScimError as exc:
+                out.append(exc)
+                continue
+            added = [u for u in dict.fromkeys(users) if (group_id, u) not in members]
+            members.update((group_id, u) for u in added)
+            rows += [{"tenant_id": self.tenant_id, "group_id": group_id, "user_id": u, "member_group_id": None,
+                      "created": now} for u in added]
+            versions[group_id] += 1
+            out.append(_Written(group_id, versions[group_id], added))
+        if rows:
+            self.session.connection().execute(_INSERT_MEMBERSHIPS, rows)
+        changed = [{"gid": g, "new_version": v, "now": now} for g, v in versions.items() if v != groups[g].version]
+        if changed:
+            table = Group.__table__
+            self.session.execute(update(table).where(table.c.id == bindparam("gid"))
+                                 .values(version=bindparam("new_version"), last_modified=bindparam("now")), changed)
+        employed = [r["user_id"] for r in rows if groups[r["group_id"]].is_org_unit]
+        if employed:  # new employments may (re)activate their users
+            leavers.evaluate(self.session, user_ids=employed, force=True)
+        return out
+
     def collections(self, row: Group) -> dict[str, MemberRows]:
         return {"members": MemberRows(self, row)}
 
@@ -168,6 +219,27 @@ class GroupStore(ResourceStore):
 
     def _integrity_error(self, exc: IntegrityError) -> ScimError:
         return uniqueness("unitCode is already used by another org unit")
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A group as ``add_users_many`` wrote it (what a response names: id and version)."""
+
+    id: str
+    version: int
+    added: list[str]
+
+
+def _groups_for_update(locked: bool):
+    table = Group.__table__
+    query = select(table.c.id, table.c.version, table.c.is_org_unit).where(
+        table.c.id.in_(bindparam("ids", expanding=True)), table.c.tenant_id == bindparam("tid"))
+    return query.with_for_update(key_share=True) if locked else query
+
+
+_INSERT_MEMBERSHIPS = insert(Membership.__table__)
+#: by "is this PostgreSQL" (which locks the groups' rows as ``get`` does)
+_GROUPS_FOR_UPDATE = {False: _groups_for_update(False), True: _groups_for_update(True)}
 
 
 class MemberRows:
@@ -211,6 +283,8 @@ class MemberRows:
                                             .where(Membership.group_id == self.group.id,
                                                    (Membership.user_id.in_(wanted)) |
                                                    (Membership.member_group_id.in_(wanted)))))
+        hierarchy.check_member_groups(self.session, tenant, self.group,
+                                      [w for w in wanted if w in groups and w not in existing])
         rows = [{"tenant_id": tenant, "group_id": self.group.id,
                  "user_id": w if w in users else None, "member_group_id": w if w in groups else None,
                  "created": utcnow()}

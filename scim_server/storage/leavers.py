@@ -78,10 +78,13 @@ def evaluate(session: Session, *, tenant_id: int | None = None, user_ids: list[s
             {"tenant_id": c.tenant_id, "resource_type": "User", "resource_id": c.user_id, "operation": "system",
              "changes": {"active": {"old": not c.active, "new": c.active}, "rule": f"employment {c.state}"}}
             for c in changes if c.active is not None])
+        same: dict[tuple[str, bool | None], list[str]] = {}  # one UPDATE per outcome, not per user
         for change in changes:
-            values: dict = {"employment_state": change.state}
-            if change.active is not None:
-                values.update(active=change.active, version=User.version + 1, last_modified=now)
-            session.execute(update(User).where(User.id == change.user_id).values(**values)
+            same.setdefault((change.state, change.active), []).append(change.user_id)
+        for (state, active), ids in same.items():
+            values: dict = {"employment_state": state}
+            if active is not None:
+                values.update(active=active, version=User.version + 1, last_modified=now)
+            session.execute(update(User).where(User.id.in_(ids)).values(**values)
                             .execution_options(synchronize_session=False))
     return changes

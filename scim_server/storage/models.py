@@ -149,6 +149,49 @@ class AuditEvent(Base):
     #: for a write made by a Bulk operation: its 0-based place in the request, and its bulkId
     bulk_index: Mapped[int | None] = mapped_column(Integer, default=None)
     bulk_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    #: for a write made by a sync run: the run's id (``SyncRun``)
+    run_id: Mapped[str | None] = mapped_column(String(36), default=None)
+
+
+class Source(Base):
+    """A named feed of one tenant's master data (``hr``, ``payroll``, ``members``): the users and
+    org units a source's sync creates belong to it, and a sync changes only what is its own."""
+
+    __tablename__ = "sources"
+    __table_args__ = (Index("uq_sources_tenant_name", "tenant_id", "name", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    #: lower-case: ``HR`` and ``hr`` are one source
+    name: Mapped[str] = mapped_column(String(100))
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SyncRun(Base):
+    """One sync of a source (the run log): who started it, how, what it counted, its row errors
+    and, for a dry run, the changes it would have made. The changes a run made are the audit
+    events carrying its id."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (Index("ix_sync_runs_source_started", "tenant_id", "source_id", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    actor: Mapped[str] = mapped_column(String(300))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    #: "full" or "partial"
+    mode: Mapped[str] = mapped_column(String(10))
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: "running", "applied", "dry-run", "refused" or "failed"
+    status: Mapped[str] = mapped_column(String(20))
+    #: created, updated, unchanged, deactivated, conflicts, errors (and the units' counts)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: {"errors": [{file, line, reason}], "conflicts": [...], "changes": [...] (a dry run's diff)}
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    message: Mapped[str | None] = mapped_column(String(2000), default=None)
+
 
 class User(Base):
     __tablename__ = "users"
@@ -173,6 +216,8 @@ class User(Base):
     #: plan2learn: the employment state ("current", "future", "ended") that ``active`` was last
     #: derived from; NULL after an employment change, so the next evaluation applies it.
     employment_state: Mapped[str | None] = mapped_column(String(10), default=None)
+    #: the source (sync) that created the user and keeps it; NULL: an IdP's or an API client's
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), default=None)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_modified: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -208,6 +253,8 @@ class Group(Base):
     #: The unit's own ean, else the nearest ancestor's: kept for the unit's subtree on every
     #: change of an ean or a parent (units only, never users), so effectiveEan is one join.
     effective_ean: Mapped[str | None] = mapped_column(String(13), default=None)
+    #: the source (sync) that created the org unit and keeps it; NULL: an IdP's or an API client's
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), default=None)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_modified: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -268,5 +315,8 @@ class ServerSecret(Base):
 Index("uq_users_tenant_username", User.tenant_id, func.lower(User.user_name), unique=True)
 # Entra ID matches groups by ``displayName eq`` (caseExact false).
 Index("ix_groups_tenant_display_name", Group.tenant_id, func.lower(Group.display_name))
+# a source's users, matched on externalId (the source's key)
+Index("ix_users_source_external_id", User.source_id, User.external_id)
+Index("ix_groups_source", Group.source_id)
 # unitCode is unique per tenant (NULLs, i.e. plain groups, do not collide).
 Index("uq_groups_tenant_unit_code", Group.tenant_id, Group.unit_code, unique=True)

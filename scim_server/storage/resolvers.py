@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import String, case, exists, func, literal, select
+from sqlalchemy import String, case, exists, func, literal, select, union_all
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..scim.schemas import ENTERPRISE_USER, Attribute, ResourceType
 from ..scim.validators import P2L_GROUP, P2L_USER
-from .hierarchy import report_tree, unit_subtree
+from .derived import effective_ean
+from .hierarchy import direct_groups, employed_below, indirect_groups_of, report_tree, unit_subtree
 from .jsonsql import JsonDialect
 from .models import Group, Membership, User
 
@@ -67,6 +68,12 @@ def employment_element(membership=Membership) -> _Columns:
         "enddate": membership.end_date,
         "primary": membership.is_primary,
     })
+
+
+def _group_element(rows) -> _Columns:
+    """One of a user's ``groups``, over the columns of ``hierarchy.direct_groups`` or
+    ``hierarchy.indirect_groups_of``."""
+    return _Columns({"value": rows.c.group_id, "display": rows.c.display, "type": rows.c.type})
 
 
 def member_element(membership=Membership) -> _Columns:
@@ -143,17 +150,6 @@ class DocumentResolver:
             condition(_JsonElement(self.json, elements.c.value))).exists()
 
 
-def effective_ean():
-    """The user's own ean, else the effective ean of the unit of their primary employment."""
-    unit = aliased(Group)
-    primary_unit_ean = (select(unit.effective_ean)
-                        .join(Membership, Membership.group_id == unit.id)
-                        .where(Membership.user_id == User.id, unit.is_org_unit)
-                        .order_by(Membership.is_primary.desc(), Membership.start_date, Membership.id)
-                        .limit(1).scalar_subquery())
-    return func.coalesce(User.ean, primary_unit_ean)
-
-
 class UserResolver(DocumentResolver):
     model = User
 
@@ -180,11 +176,11 @@ class UserResolver(DocumentResolver):
 
     def exists(self, attr: Attribute, condition: Callable[[Any], SQL]) -> SQL | None:
         if attr.key == "groups":
-            group = aliased(Group)
-            element = _Columns({"value": Membership.group_id, "display": group.display_name,
-                                "type": literal("direct", String())})
-            return exists().where(Membership.user_id == User.id, group.id == Membership.group_id,
-                                  condition(element))
+            # the rows a user's ``groups`` are read from, direct and indirect, each narrowed by the
+            # condition: one IN, which the database answers as a semi-join from the matching groups
+            direct, indirect = direct_groups().subquery(), indirect_groups_of().subquery()
+            return User.id.in_(union_all(select(direct.c.user_id).where(condition(_group_element(direct))),
+                                         select(indirect.c.user_id).where(condition(_group_element(indirect)))))
         if attr.key == f"{P2L_USER}:employments".lower():
             membership = aliased(Membership)
             unit = aliased(Group)
@@ -194,9 +190,8 @@ class UserResolver(DocumentResolver):
             # An element's sub-attributes are the unit's own, so "some org unit of the user matches"
             # is "the user is employed somewhere below a matching unit": seeds, then the subtree.
             seed = aliased(Group)
-            units = unit_subtree(seed, condition(_Columns({"value": seed.id, "display": seed.display_name})))
-            membership = aliased(Membership)
-            return User.id.in_(select(membership.user_id).where(membership.group_id.in_(units)))
+            return User.id.in_(employed_below(seed, condition(_Columns({"value": seed.id,
+                                                                        "display": seed.display_name}))))
         if attr.key == f"{P2L_USER}:managerchain".lower():
             seed = aliased(User)
             return User.id.in_(report_tree(seed, condition(_Columns({"value": seed.id,

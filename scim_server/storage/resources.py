@@ -36,9 +36,11 @@ class ResourceStore:
     column_attributes: dict[str, str] = {"externalId": "external_id"}
 
     def __init__(self, session: Session, tenant_id: int, rt: ResourceType, base_url: str,
-                 tenant_settings: dict[str, Any] | None = None):
+                 tenant_settings: dict[str, Any] | None = None, source_id: int | None = None):
         self.session = session
         self.tenant_id = tenant_id
+        #: the source (a sync) that owns what this store creates; None: no source (an IdP, a client)
+        self.source_id = source_id
         #: the tenant's settings as authentication saw them (None: read them when needed)
         self.tenant_settings = tenant_settings
         self.rt = rt
@@ -146,6 +148,15 @@ class ResourceStore:
         raise NotImplementedError
 
     def replace(self, row, doc: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def creates_together(self, doc: dict[str, Any]) -> bool:
+        """Can ``create_many`` write this new resource with others in one statement?"""
+        return False
+
+    def create_many(self, docs: list[dict[str, Any]]) -> list[Any]:
+        """New resources in multi-row statements: per document its row, or the ScimError that
+        refused it alone."""
         raise NotImplementedError
 
     def patch(self, row, doc: dict[str, Any], collections: dict[str, Any]) -> dict[str, Any]:
@@ -277,6 +288,15 @@ def is_foreign_key_violation(exc: IntegrityError) -> bool:
     """Did the database refuse a reference to a row that is gone (rather than a duplicate)?"""
     return (getattr(exc.orig, "sqlstate", None) == "23503"  # PostgreSQL's foreign_key_violation
             or "FOREIGN KEY constraint failed" in str(exc.orig))  # SQLite's
+
+
+def check_version(row, if_match: str | None) -> None:
+    """If-Match (or a Bulk operation's ``version``): 412 unless one of the tags is the current one."""
+    if not if_match or if_match.strip() == "*":
+        return
+    wanted = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+    if etag(row).removeprefix("W/") not in wanted:
+        raise ScimError(412, f"The resource has changed: its version is now {etag(row)}")
 
 
 def etag(row) -> str:

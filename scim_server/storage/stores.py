@@ -32,11 +32,13 @@ class TenantScope:
     settings: dict[str, Any] | None = None
     #: schema extensions the tenant has switched off (``tenant set --no-master-data``)
     disabled_extensions: frozenset[str] = field(default_factory=frozenset)
+    #: the source a sync writes for: what it creates belongs to that source
+    source_id: int | None = None
 
 
 def open_store(session: Session, scope: TenantScope, resource_type: str, base_url: str) -> ResourceStore:
     rt = registry().resource_type(resource_type, without=scope.disabled_extensions)
-    return STORES[resource_type](session, scope.tenant_id, rt, base_url, scope.settings)
+    return STORES[resource_type](session, scope.tenant_id, rt, base_url, scope.settings, scope.source_id)
 
 
 def find(store: ResourceStore, resource_id: str, *, for_update: bool = False):

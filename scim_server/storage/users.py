@@ -8,7 +8,7 @@ from collections import namedtuple
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -21,6 +21,7 @@ from ..scim.projection import Projection
 from ..scim.schemas import ENTERPRISE_USER
 from ..scim.validators import P2L_USER
 from . import audit, hierarchy, leavers, passwords, placement
+from .derived import effective_ean
 from .employments import EmploymentRows
 from .jsonsql import JsonDialect
 from .models import Group, Membership, User, utcnow
@@ -62,18 +63,21 @@ class UserStore(ResourceStore):
         want_chain = self._wants(projection, f"{P2L_USER}:managerChain")
         groups: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
         jobs: dict[str, list[Membership]] = {i: [] for i in ids}
-        unit_eans: dict[str, str | None] = {}
-        if ids and (want_groups or want_employments or want_units or want_ean):
+        nested: list[str] = []  # users in a group that is a member of a group: they have indirect groups
+        if ids and (want_groups or want_employments or want_units):
             self._take_memberships(rows)
             memberships = self._membership_rows(ids)
             for membership in (m for i in ids for m in memberships[i]):
-                name, is_unit, unit_ean = membership.display_name, membership.is_org_unit, membership.effective_ean
-                groups[membership.user_id].append({"value": membership.group_id, "display": name,
-                                                   "$ref": f"{self.base_url}/Groups/{membership.group_id}",
-                                                   "type": "direct"})
-                if is_unit:
+                name = membership.display_name
+                groups[membership.user_id].append(self._group(membership.group_id, name, "direct"))
+                if membership.nested and membership.user_id not in nested:
+                    nested.append(membership.user_id)
+                if membership.is_org_unit:
                     jobs[membership.user_id].append((membership, name))
-                    unit_eans[membership.group_id] = unit_ean
+        if want_groups and nested:  # one statement for the page, after the direct groups
+            for user_id, found in hierarchy.indirect_groups(self.session, nested).items():
+                groups[user_id] += [self._group(group_id, name, "indirect") for group_id, name in found]
+        eans = self._effective_eans(rows) if want_ean else {}
         ancestors = {}
         if want_units:
             ancestors = hierarchy.unit_ancestors(self.session, {m.group_id for js in jobs.values() for m, _ in js})
@@ -94,12 +98,28 @@ class UserStore(ResourceStore):
                     "displayName": managers.get(row.manager_id)}}
             if groups.get(row.id):
                 doc["groups"] = groups[row.id]
-            p2l = self._plan2learn(row, jobs[row.id], ancestors, chains, unit_eans)
+            p2l = self._plan2learn(row, jobs[row.id], ancestors, chains, eans.get(row.id))
             if p2l:
                 doc[P2L_USER] = p2l
             doc["meta"] = self.meta(row)
             doc["schemas"] = self.schemas_of(doc)
             out.append(doc)
+        return out
+
+    def _group(self, group_id: str, name: str, kind: str) -> dict[str, Any]:
+        """One of a user's ``groups``: ``kind`` is "direct" or "indirect" (RFC 7643 §4.1.2)."""
+        return {"value": group_id, "display": name, "$ref": f"{self.base_url}/Groups/{group_id}", "type": kind}
+
+    def _effective_eans(self, rows: list[Any]) -> dict[str, str | None]:
+        """Each user's effectiveEan, as SQL computes it for filters (``derived.effective_ean``).
+
+        A read's rows carry it (``row_columns``); a written user (an ORM object, whose ean or
+        employments the write may have changed) has it read again, one statement for all."""
+        out = {row.id: row.effective_ean for row in rows if hasattr(row, "effective_ean")}
+        missing = [row.id for row in rows if row.id not in out]
+        if missing:
+            out.update(self.session.connection().execute(_statements(self.dialect).effective_eans,
+                                                         {"ids": missing}).all())
         return out
 
     def get(self, resource_id: str, *, for_update: bool = False):
@@ -127,8 +147,10 @@ class UserStore(ResourceStore):
 
     @classmethod
     def row_columns(cls, dialect: str) -> tuple[Any, ...]:
-        """A page of users carries each user's memberships (see ``_take_memberships``)."""
-        return (_statements(dialect).memberships,)
+        """A page of users carries each user's memberships (see ``_take_memberships``) and
+        effectiveEan (see ``_effective_eans``)."""
+        statements = _statements(dialect)
+        return (statements.memberships, statements.effective_ean)
 
     def _take_memberships(self, rows: list[Any]) -> None:
         """Keep the memberships that came with the rows (as JSON, from ``row_columns``)."""
@@ -139,7 +161,8 @@ class UserStore(ResourceStore):
                 # JSON has no timestamps, and SQLite's booleans arrive as 0 and 1
                 known[row.id] = _in_order([MembershipRow(**{
                     **m, "start_date": _stored_datetime(m["start_date"]), "end_date": _stored_datetime(m["end_date"]),
-                    "is_primary": bool(m["is_primary"]), "is_org_unit": bool(m["is_org_unit"])}) for m in found])
+                    "is_primary": bool(m["is_primary"]), "is_org_unit": bool(m["is_org_unit"]),
+                    "nested": bool(m["nested"])}) for m in found])
 
     def _membership_rows(self, user_ids: list[str]) -> dict[str, list[Any]]:
         """The users' membership rows (with their groups' names), read once per request.
@@ -161,7 +184,9 @@ class UserStore(ResourceStore):
     def _memberships_changed(self, user_id: str) -> None:
         self._memberships.pop(user_id, None)
 
-    def _plan2learn(self, row: User, jobs, ancestors, chains, unit_eans) -> dict[str, Any]:
+    def _plan2learn(self, row: User, jobs, ancestors, chains, effective_ean: str | None) -> dict[str, Any]:
+        """The plan2learn extension as read: derived values are copied from what SQL computed
+        (see ``derived``), never computed again here."""
         out: dict[str, Any] = {}
         if row.ean:
             out["ean"] = row.ean
@@ -180,18 +205,14 @@ class UserStore(ResourceStore):
                 out["orgUnits"] = [{"value": i, "display": n} for i, n in units.items()]
         if row.manager_id and chains.get(row.manager_id):
             out["managerChain"] = [{"value": i, "display": n} for i, n in chains[row.manager_id]]
-        effective = row.ean
-        if effective is None and jobs:
-            primary = sorted(jobs, key=lambda j: (not j[0].is_primary, j[0].start_date or _EPOCH, j[0].id))[0]
-            effective = unit_eans.get(primary[0].group_id)
-        if effective:
-            out["effectiveEan"] = effective
+        if effective_ean:
+            out["effectiveEan"] = effective_ean
         return out
 
-    def _values(self, row: User, doc: dict[str, Any], new: bool = False) -> dict[str, Any]:
+    def _values(self, row: User, doc: dict[str, Any], new: bool = False, check_manager: bool = True) -> dict[str, Any]:
         """The column values a validated document gives the user, after the checks a write needs:
         a renamed userName is free (a new user's clash is found by the unique index on insert)
-        and the manager exists and closes no cycle."""
+        and the manager exists and closes no cycle (unless the caller checked it already)."""
         if not new and row.user_name.lower() != doc["userName"].lower():
             self._check_user_name(doc["userName"], row.id)
         columns, rest = self._split(doc)
@@ -202,7 +223,7 @@ class UserStore(ResourceStore):
             rest[ENTERPRISE_USER] = ext
         p2l = dict(rest.pop(P2L_USER, None) or {})
         rest.pop("groups", None)
-        if manager_id != row.manager_id:
+        if check_manager and manager_id != row.manager_id:
             hierarchy.check_manager(self.session, self.tenant_id, row, manager_id, new=new)
         values = {**columns, "manager_id": manager_id, "attributes": rest}
         if self.master_data:
@@ -222,8 +243,8 @@ class UserStore(ResourceStore):
 
     def create(self, doc: dict[str, Any]) -> tuple[User, dict[str, Any]]:
         now = utcnow()
-        values = {**NEW_USER, "id": str(uuid.uuid4()), "tenant_id": self.tenant_id, "created": now,
-                  "last_modified": now}
+        values = {**NEW_USER, "id": str(uuid.uuid4()), "tenant_id": self.tenant_id, "source_id": self.source_id,
+                  "created": now, "last_modified": now}
         row = _NEW_USER_INSTANCE()  # see ``get``
         row.__dict__.update(values)
         doc = {"active": True, **doc}  # a new account is active unless the client says otherwise
@@ -239,6 +260,138 @@ class UserStore(ResourceStore):
             self.employments(row).replace(jobs)
         self._after_write(row, doc, employments_changed=bool(jobs))
         return row, {}
+
+    def creates_together(self, doc: dict[str, Any]) -> bool:
+        """Can this new user be written by ``create_many``? Not when the tenant places users by
+        department: placement reads and writes memberships user by user (``create``)."""
+        return not (self.master_data and placement.tenant_attribute(self.session, self.tenant_id,
+                                                                    self.tenant_settings))
+
+    def create_many(self, docs: list[dict[str, Any]]) -> list[User | ScimError]:
+        """New users in one multi-row INSERT (a Bulk request's creates), each checked alone:
+        a userName taken (in the tenant, or earlier in ``docs``) or a manager that is not a user
+        of the tenant is that document's error, and the others are written. A clash the checks
+        could not see (a concurrent request) fails the INSERT as a whole: the caller then
+        writes them one by one (``create``)."""
+        now = utcnow()
+        taken = self._names_taken([d["userName"] for d in docs])
+        wanted = {((d.get(ENTERPRISE_USER) or {}).get("manager") or {}).get("value") for d in docs} - {None, ""}
+        managers = set(self.session.scalars(EXISTING_USERS, {"tid": self.tenant_id, "ids": list(wanted)})) \
+            if wanted else set()
+        units = self._org_units([(d.get(P2L_USER) or {}).get("employments") for d in docs]) if self.master_data else set()
+        out: list[User | ScimError] = []
+        rows: list[dict[str, Any]] = []
+        jobs: list[dict[str, Any]] = []
+        for doc in docs:
+            name = doc["userName"].lower()
+            manager = ((doc.get(ENTERPRISE_USER) or {}).get("manager") or {}).get("value")
+            if name in taken:
+                out.append(uniqueness(f"userName '{doc['userName']}' is already taken"))
+                continue
+            if manager and manager not in managers:
+                out.append(invalid_value(f"manager.value '{manager}' is not a user of this tenant"))
+                continue
+            values = {**NEW_USER, "id": str(uuid.uuid4()), "tenant_id": self.tenant_id,
+                      "source_id": self.source_id, "created": now, "last_modified": now}
+            row = _NEW_USER_INSTANCE()
+            try:
+                values.update(self._values(row, {"active": True, **doc}, new=True, check_manager=False))
+                employed = self._employment_rows(values["id"], doc, units, now) if self.master_data else []
+            except ScimError as exc:
+                out.append(exc)
+                continue
+            jobs += employed
+            taken.add(name)
+            row.__dict__.update(values)
+            self._memberships[row.id] = []
+            rows.append(values)
+            out.append(row)
+        if rows:
+            with self._write_errors():
+                self.session.connection().execute(INSERT_USER, rows)
+        if jobs:
+            self.session.connection().execute(INSERT_MEMBERSHIPS, jobs)
+            employed_ids = list(dict.fromkeys(j["user_id"] for j in jobs))
+            for user_id in employed_ids:
+                self._memberships_changed(user_id)
+            changed = {c.user_id: c for c in leavers.evaluate(self.session, user_ids=employed_ids, force=True)}
+            for row in out:  # the rows say what the leaver rule wrote (a future starter is inactive)
+                change = changed.get(getattr(row, "id", None))
+                if change is not None:
+                    row.employment_state = change.state
+                    if change.active is not None:
+                        row.active, row.version = change.active, row.version + 1
+        return out
+
+    def _org_units(self, employments: list[list[dict[str, Any]] | None]) -> set[str]:
+        """Which of the units these employments name are org units of the tenant (one query)."""
+        wanted = list({job.get("value") for jobs in employments for job in jobs or () if job.get("value")})
+        if not wanted:
+            return set()
+        return set(self.session.scalars(select(Group.id).where(
+            Group.tenant_id == self.tenant_id, Group.is_org_unit, Group.id.in_(wanted))))
+
+    def _employment_rows(self, user_id: str, doc: dict[str, Any], units: set[str], now: dt.datetime
+                         ) -> list[dict[str, Any]]:
+        """A new user's employments as membership rows (as ``EmploymentRows.add`` writes them)."""
+        wanted: dict[str, dict[str, Any]] = {}
+        for job in (doc.get(P2L_USER) or {}).get("employments") or ():
+            if not job.get("value"):
+                raise invalid_value("Each employment needs a 'value' with the org unit's id")
+            wanted[job["value"]] = job
+        unknown = [u for u in wanted if u not in units]
+        if unknown:
+            raise invalid_value(f"employments.value must be an org unit of this tenant: {', '.join(unknown[:10])}")
+        return [{"tenant_id": self.tenant_id, "group_id": unit_id, "user_id": user_id, "member_group_id": None,
+                 "created": now, **{"is_primary": False, "title": None, "start_date": None, "end_date": None,
+                                    **EmploymentRows.columns(job)}}
+                for unit_id, job in wanted.items()]
+
+    def _names_taken(self, user_names: list[str]) -> set[str]:
+        """Which of these userNames the tenant has already, folded as Python folds them (a name
+        the database folds differently is still caught by the unique index)."""
+        wanted = [func.lower(literal(n)) for n in {n.lower() for n in user_names}]
+        query = select(User.user_name).where(User.tenant_id == self.tenant_id, func.lower(User.user_name).in_(wanted))
+        return {n.lower() for n in self.session.scalars(query)}
+
+    def patches_together(self) -> bool:
+        """Can PATCHes of users be written together (``update_many``)? Not when placement by
+        department may follow each one (it reads and writes memberships per user)."""
+        return not (self.master_data and placement.tenant_attribute(self.session, self.tenant_id,
+                                                                    self.tenant_settings))
+
+    def get_many(self, resource_ids: list[str]) -> dict[str, User]:
+        """Users to write, with their memberships, in one statement (locked on PostgreSQL as
+        ``get`` locks one). They are plain objects, outside the ORM session: ``update_many``
+        writes them with Core statements."""
+        users: dict[str, User] = {}
+        found = list(self.session.connection().execute(_many_for_update(self.dialect),
+                                                       {"ids": resource_ids, "tid": self.tenant_id}))
+        self._take_memberships(found)
+        for row in found:
+            user = users[row.id] = _NEW_USER_INSTANCE()
+            user.__dict__.update(zip(_USER_COLUMN_KEYS, row))
+        return users
+
+    def prepared_update(self, row: User, doc: dict[str, Any]) -> dict[str, Any]:
+        """The column values ``update_many`` will write for a validated document, after its
+        checks (a renamed userName free, a new manager valid)."""
+        return {**self._values(row, doc), "version": row.version + 1}
+
+    def update_many(self, writes: list[tuple[User, dict[str, Any]]]) -> None:
+        """Write several users' prepared values in one executemany; each row then holds them."""
+        now = utcnow()
+        batches: dict[frozenset[str], list[dict[str, Any]]] = {}  # one executemany sets the same columns
+        for row, values in writes:
+            batches.setdefault(frozenset(values), []).append(
+                {**values, "last_modified": now, "b_id": row.id, "b_version": row.version})
+        for params in batches.values():
+            with self._write_errors():
+                result = self.session.connection().execute(UPDATE_USER, params)
+            if result.rowcount not in (-1, len(params)):  # the rows are locked, or SQLite's write lock held
+                raise StaleDataError("A user changed since it was read")
+        for row, values in writes:
+            row.__dict__.update(values, last_modified=now)
 
     def update(self, row: User, doc: dict[str, Any]) -> None:
         """Write the user's columns, on condition that its version is still the one read
@@ -311,11 +464,12 @@ class UserStore(ResourceStore):
 
 #: the PATCH engine's key of the employments collection (see ``collections``)
 EMPLOYMENTS = f"{P2L_USER}:employments".lower()
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Statements run on every read are built once (building costs more than running them).
 _MEMBERSHIP_COLUMNS = (Membership.id, Membership.user_id, Membership.group_id, Membership.title,
                        Membership.start_date, Membership.end_date, Membership.is_primary,
-                       Group.display_name, Group.is_org_unit, Group.effective_ean)
+                       Group.display_name, Group.is_org_unit,
+                       # the group is itself a member of a group: only then has the user indirect groups
+                       hierarchy.is_member_group(Membership.group_id).label("nested"))
 MembershipRow = namedtuple("MembershipRow", [c.key for c in _MEMBERSHIP_COLUMNS])
 MEMBERSHIPS_OF_USERS = (select(*_MEMBERSHIP_COLUMNS)
                         .join(Group, Group.id == Membership.group_id)
@@ -340,7 +494,7 @@ def _stored_datetime(value: str | None) -> dt.datetime | None:
     return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
 
 
-class _UserStatements(namedtuple("_UserStatements", "memberships by_id by_id_locked")):
+class _UserStatements(namedtuple("_UserStatements", "memberships effective_ean by_id by_id_locked effective_eans")):
     """Statements that differ by database (the memberships' JSON aggregate), built once each."""
 
 
@@ -352,19 +506,33 @@ def _statements(dialect: str) -> _UserStatements:
                    .select_from(Membership).join(Group, Group.id == Membership.group_id)
                    .where(Membership.user_id == _users.c.id)
                    .scalar_subquery().label("memberships"))
-    by_id = select(_users, memberships).where(_users.c.id == bindparam("rid"), _users.c.tenant_id == bindparam("tid"))
+    # effectiveEan: the very expression filters and sortBy compare, selected beside the user
+    ean = effective_ean(User).label("effective_ean")
+    by_id = select(_users, memberships, ean).where(_users.c.id == bindparam("rid"),
+                                                   _users.c.tenant_id == bindparam("tid"))
     # FOR NO KEY UPDATE OF users (PostgreSQL): the user's row only (see resources._by_id)
     locked = by_id.with_for_update(key_share=True, of=_users) if dialect == "postgresql" else by_id
-    return _UserStatements(memberships, by_id, locked)
+    eans = select(_users.c.id, ean).where(_users.c.id.in_(bindparam("ids", expanding=True)))
+    return _UserStatements(memberships, ean, by_id, locked, eans)
+
+
+@cache
+def _many_for_update(dialect: str):
+    """Users by ids with their memberships (as ``_statements``' by_id), locked on PostgreSQL."""
+    statement = (select(_users, _statements(dialect).memberships)
+                 .where(_users.c.id.in_(bindparam("ids", expanding=True)), _users.c.tenant_id == bindparam("tid")))
+    return statement.with_for_update(key_share=True, of=_users) if dialect == "postgresql" else statement
 
 
 USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
                                         func.lower(User.user_name) == func.lower(bindparam("name")),
                                         User.id != bindparam("own"))
 INSERT_USER = insert(_users)
+INSERT_MEMBERSHIPS = insert(Membership.__table__)
 UPDATE_USER = update(_users).where(_users.c.id == bindparam("b_id"), _users.c.version == bindparam("b_version"))
 #: a new user: every column set (so none is read back later), to the model's plain default or None
 NEW_USER = {c.key: c.default.arg if c.default is not None and c.default.is_scalar else None for c in _users.columns}
+EXISTING_USERS = select(User.id).where(User.tenant_id == bindparam("tid"), User.id.in_(bindparam("ids", expanding=True)))
 DISPLAY_NAMES = select(User.id, User.display_name).where(User.id.in_(bindparam("ids", expanding=True)))
 
 
