@@ -45,11 +45,19 @@ PHYS_ROWS = 100_000  # physlimits' select picks ids 1..100000 whatever --rows sa
 LOAD_CASES = ["get", "filter", "filter-externalId", "list-first", "list-last", "patch", "create",
               "create-manager"]
 MAIN_CASES = LOAD_CASES + ["member-add"]
+# POST /Bulk (RFC 7644 §3.7), each measured beside its single-request counterpart (not in the
+# default set: select them with --cases)
+BULK_LOAD_CASES = ["bulk-create", "bulk-patch"]
+BULK_CASES = BULK_LOAD_CASES + ["bulk-member-add"]
+# the order load cases run in within a round: each bulk case right after its counterpart
+RUN_ORDER = ["get", "filter", "filter-externalId", "list-first", "list-last", "patch", "bulk-patch", "create",
+             "bulk-create", "create-manager"]
+BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 # the org-tree scenario (tenant bench-org, bench/orgseed.py): first pages of orgUnits /
 # managerChain filters, and moving a 26,820-person unit (selected with --org or by name)
 ORG_FILTER_CASES = ["orgunits-top", "orgunits-mid", "managerchain-top", "managerchain-mid"]
 ORG_CASES = ORG_FILTER_CASES + ["move-unit"]
-ALL_CASES = MAIN_CASES + ORG_CASES
+ALL_CASES = MAIN_CASES + BULK_CASES + ORG_CASES
 
 # Targets: (name, numerator, denominator, kind, threshold). kind "min": ratio >= threshold;
 # "max": ratio <= threshold.
@@ -60,6 +68,13 @@ TARGETS = [
     ("PATCH / insert", "patch", "insert", "min", 0.4),
     ("POST / insert", "create", "insert", "min", 0.5),
 ]
+# Bulk targets, per round against the counterpart's req/s of the same round:
+# (name, bulk case, counterpart, kind, threshold); users/s = operations per request x requests/s
+BULK_TARGETS = [
+    ("bulk-create users/s / create req/s", "bulk-create", "create", "min", 8.0),
+    ("bulk-patch users/s / patch req/s", "bulk-patch", "patch", "min", 5.0),
+]
+BULK_MEMBER_TARGET = 5.0  # p50(one BulkRequest of 1,000 member adds) / p50(one single add) <= 5
 
 
 def log(msg: str) -> None:
@@ -184,13 +199,17 @@ class Spec:
     """What one load case sends: a method, random paths from a file, a body kind and, for a
     create, the manager the new users get (None: no manager)."""
 
-    def __init__(self, method: str, paths: list[str], body: str | None = None, manager: str | None = None):
+    def __init__(self, method: str, paths: list[str], body: str | None = None, manager: str | None = None,
+                 ids: list[str] | None = None, ops: int = 1):
         self.method, self.paths, self.body, self.manager = method, paths, body, manager
+        # bulk cases: the seeded user ids (managers for bulk-create, PATCH targets for bulk-patch)
+        # and the operations per BulkRequest
+        self.ids, self.ops = ids or [], ops
 
 
-def create_body_template(manager: str | None = None) -> tuple[str, list[str]]:
-    """A realistic Entra-style POST /Users body with %s slots (user, user, external id, employee no),
-    with ``manager`` as the enterprise manager when given."""
+def create_user_doc(manager: str | None = None) -> dict:
+    """A realistic Entra-style POST /Users document with @@UN@@ (userName and email), @@EXT@@ and
+    @@EMP@@ placeholders, with ``manager`` as the enterprise manager when given."""
     doc = {
         "schemas": [seed.CORE_USER, seed.ENTERPRISE],
         "userName": "@@UN@@", "externalId": "@@EXT@@", "active": True, "displayName": "Grethe Kjærgaard",
@@ -205,7 +224,13 @@ def create_body_template(manager: str | None = None) -> tuple[str, list[str]]:
     }
     if manager:
         doc[seed.ENTERPRISE]["manager"] = {"value": manager}
-    text = json.dumps(doc, ensure_ascii=False).replace("%", "%%")
+    return doc
+
+
+def create_body_template(manager: str | None = None) -> tuple[str, list[str]]:
+    """A realistic Entra-style POST /Users body with %s slots (user, user, external id, employee no),
+    with ``manager`` as the enterprise manager when given."""
+    text = json.dumps(create_user_doc(manager), ensure_ascii=False).replace("%", "%%")
     return (text.replace("@@UN@@", "%s").replace("@@EXT@@", "%s").replace("@@EMP@@", "%s"),
             ["un", "un", "ext", "emp"])
 
@@ -218,9 +243,98 @@ def patch_body_template() -> str:
     ]})
 
 
-def python_body(spec: Spec, nonce: str, tid: int, n: int) -> bytes | None:
+_SLOT = re.compile(r"@@([A-Z]+)@@")
+
+
+def slot_template(doc: dict) -> tuple[str, list[str]]:
+    """The JSON text of ``doc`` with every @@NAME@@ placeholder made a %s slot (for Python's % and
+    Lua's string.format alike), and the slot names in the order they occur."""
+    text = json.dumps(doc, ensure_ascii=False).replace("%", "%%")
+    return _SLOT.sub("%s", text), [name.lower() for name in _SLOT.findall(text)]
+
+
+def bulk_op_template(kind: str) -> tuple[str, list[str]]:
+    """One operation of a BulkRequest. bulk-create: the `create` case's user with the enterprise
+    manager set by id (slots bid, un, ext, un, emp, mgr); bulk-patch: the `patch` case's Entra
+    operations on /Users/<id> (slots id, n, n)."""
+    if kind == "bulk-create":
+        return slot_template({"method": "POST", "path": "/Users", "bulkId": "@@BID@@",
+                              "data": create_user_doc("@@MGR@@")})
+    return slot_template({"method": "PATCH", "path": "/Users/@@ID@@", "data": {"schemas": [PATCH_OP], "Operations": [
+        {"op": "Replace", "path": "title", "value": "Konsulent @@N@@"},
+        {"op": "Replace", "path": 'phoneNumbers[type eq "work"].value', "value": "+45 7@@N@@"}]}})
+
+
+BULK_HEAD = '{"schemas": ["%s"], "Operations": [' % BULK_REQUEST
+BULK_TAIL = "]}"
+
+
+class BlockWalk:
+    """Which block of ``ops`` consecutive seeded users a bulk-patch request PATCHes. The blocks
+    are split between ``lanes`` (wrk threads, or Python client connections) and each lane walks
+    its own blocks in turn from a random start: two requests in flight never PATCH the same
+    user (unless a lane has fewer blocks than requests in flight, only with tiny --users)."""
+
+    def __init__(self, nids: int, ops: int, lane: int, lanes: int, rnd: random.Random):
+        nblocks = max(1, nids // ops)
+        self.blocks = list(range(lane % nblocks, nblocks, max(1, lanes)))
+        self.pos = rnd.randrange(len(self.blocks))
+
+    def next(self) -> int:
+        block = self.blocks[self.pos % len(self.blocks)]
+        self.pos += 1
+        return block
+
+
+def bulk_body(spec: Spec, nonce: str, tid: int, n: int, rnd: random.Random, walk: BlockWalk | None) -> bytes:
+    """The body of one bulk-create / bulk-patch request (the same text the Lua script builds)."""
+    template, slots = bulk_op_template(spec.body)
+    parts = []
+    if spec.body == "bulk-create":
+        for k in range(spec.ops):
+            seq = f"{nonce}-{tid}-{n}-{k}"
+            vals = {"bid": f"u{k}", "un": f"bulk-{seq}@example.dk", "ext": seq, "emp": f"{tid}{n}{k:03d}",
+                    "mgr": rnd.choice(spec.ids)}
+            parts.append(template % tuple(vals[x] for x in slots))
+    else:
+        block = (walk or BlockWalk(len(spec.ids), spec.ops, 0, 1, rnd)).next()
+        for k in range(spec.ops):
+            vals = {"id": spec.ids[(block * spec.ops + k) % len(spec.ids)], "n": f"{tid}{n}"}
+            parts.append(template % tuple(vals[x] for x in slots))
+    return (BULK_HEAD + ",".join(parts) + BULK_TAIL).encode()
+
+
+def bulk_check(status: int, data: bytes, ops: int) -> dict:
+    """A BulkResponse is right when the request is 200 and has ``ops`` operations, each 2xx."""
+    try:
+        doc = json.loads(data) if data else {}
+    except ValueError:
+        doc = {}
+    results = doc.get("Operations") if isinstance(doc, dict) else None
+    results = [o for o in results if isinstance(o, dict)] if isinstance(results, list) else []
+    statuses: dict[str, int] = {}
+    first_error = None
+    for o in results:
+        st = str(o.get("status", ""))
+        statuses[st] = statuses.get(st, 0) + 1
+        if not st.startswith("2") and first_error is None:
+            first_error = o.get("response")
+    ops_ok = sum(v for k, v in statuses.items() if k.startswith("2"))
+    out = {"ok": status == 200 and len(results) == ops and ops_ok == ops, "status": status,
+           "ops": len(results), "ops_ok": ops_ok, "statuses": statuses}
+    if first_error is not None:
+        out["first_error"] = first_error
+    elif status != 200:
+        out["first_error"] = data[:300].decode("utf-8", "replace")
+    return out
+
+
+def python_body(spec: Spec, nonce: str, tid: int, n: int, rnd: random.Random | None = None,
+                walk: BlockWalk | None = None) -> bytes | None:
     if spec.body is None:
         return None
+    if spec.body in BULK_LOAD_CASES:
+        return bulk_body(spec, nonce, tid, n, rnd or random.Random(), walk)
     if spec.body == "patch":
         return (patch_body_template() % (n, n)).encode()
     template, _ = create_body_template(spec.manager)
@@ -273,26 +387,115 @@ end
 ''' + LUA_DONE
 
 
+# Bulk cases: each request's body is built in Lua from one operation template (the same text
+# Python's bulk_body makes), and every response is checked: a response that is not 200 with
+# exactly OPS operations, each 2xx, is an error (wrk itself counts statuses >= 400).
+LUA_BULK_TAIL = r'''
+BAD = 0
+OPS_OK = 0
+OPS_BAD = 0
+response = function(status, headers, body)
+  local ok, all = 0, 0
+  for _ in string.gmatch(body, '"method"%s*:') do all = all + 1 end
+  for _ in string.gmatch(body, '"status"%s*:%s*"2%d%d"') do ok = ok + 1 end
+  OPS_OK = OPS_OK + ok
+  OPS_BAD = OPS_BAD + math.max(0, OPS - ok)
+  if status < 400 and (status ~= 200 or ok ~= OPS or all ~= OPS) then BAD = BAD + 1 end
+end
+local plain_done = done
+done = function(summary, latency, requests)
+  plain_done(summary, latency, requests)
+  local bad, ok, opbad = 0, 0, 0
+  for _, t in ipairs(threads) do
+    bad = bad + t:get("BAD")
+    ok = ok + t:get("OPS_OK")
+    opbad = opbad + t:get("OPS_BAD")
+  end
+  io.write(string.format('BENCHBULK %d %d %d\n', bad, ok, opbad))
+end
+'''
+
+# Lua expressions of the operation template's slots (see bulk_body)
+LUA_SLOTS = {"bid": '"u" .. k', "un": '"bulk-" .. seq .. "@example.dk"', "ext": "seq",
+             "emp": 'tid .. n .. string.format("%03d", k)', "mgr": "ids[math.random(#ids)]",
+             "id": "ids[base + k]", "n": "tid .. n"}
+
+
+def lua_bulk_script(spec: Spec, ids_file: str, token: str, nonce: str, threads: int) -> str:
+    template, slots = bulk_op_template(spec.body)
+    args = ", ".join(LUA_SLOTS[x] for x in slots)
+    return f'''
+local counter = 0
+threads = {{}}
+setup = function(thread)
+  counter = counter + 1
+  thread:set("tid", counter)
+  threads[counter] = thread
+end
+ids = {{}}
+local blocks = {{}}
+local pos = 0
+local n = 0
+local headers = {{["Authorization"] = "Bearer {token}", ["Accept"] = "{SCIM_JSON}",
+                 ["Content-Type"] = "{SCIM_JSON}"}}
+NONCE = "{nonce}"
+OPS = {spec.ops}
+THREADS = {threads}
+OP = [==[{template}]==]
+HEAD = [==[{BULK_HEAD}]==]
+TAIL = [==[{BULK_TAIL}]==]
+init = function(args)
+  for line in io.lines("{ids_file}") do ids[#ids + 1] = line end
+  math.randomseed(os.time() * 1000 + (tid or 0) * 7919)
+  -- bulk-patch: this thread's blocks of OPS consecutive users, walked in turn (see BlockWalk)
+  local nblocks = math.max(1, math.floor(#ids / OPS))
+  for b = ((tid or 1) - 1) % nblocks, nblocks - 1, THREADS do blocks[#blocks + 1] = b end
+  pos = math.random(#blocks) - 1
+end
+request = function()
+  n = n + 1
+  local base = blocks[(pos % #blocks) + 1] * OPS + 1
+  pos = pos + 1
+  local parts = {{}}
+  for k = 0, OPS - 1 do
+    local seq = NONCE .. "-" .. tid .. "-" .. n .. "-" .. k
+    parts[k + 1] = string.format(OP, {args})
+  end
+  return wrk.format("{spec.method}", "{spec.paths[0]}", headers, HEAD .. table.concat(parts, ",") .. TAIL)
+end
+''' + LUA_DONE + LUA_BULK_TAIL
+
+
 def run_wrk(spec: Spec, port: int, seconds: float, conns: int, threads: int, token: str,
             tmpdir: str, name: str) -> dict:
+    bulk = spec.body in BULK_LOAD_CASES
     paths_file = os.path.join(tmpdir, f"paths-{name}.txt")
     if not os.path.exists(paths_file):
         with open(paths_file, "w") as f:
-            f.write("\n".join(spec.paths) + "\n")
+            f.write("\n".join(spec.ids if bulk else spec.paths) + "\n")
     script = os.path.join(tmpdir, f"{name}.lua")
     with open(script, "w") as f:
-        f.write(lua_script(spec, paths_file, token, uuid.uuid4().hex[:10]))
-    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{max(1, int(round(seconds)))}s", "--timeout", "10s",
-           "-s", script, f"http://{HOST}:{port}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        f.write(lua_bulk_script(spec, paths_file, token, uuid.uuid4().hex[:10], threads) if bulk
+                else lua_script(spec, paths_file, token, uuid.uuid4().hex[:10]))
+    # a BulkRequest of 100 writes waits behind up to 15 others: give it a minute, not 10 s
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{max(1, int(round(seconds)))}s", "--timeout",
+           "60s" if bulk else "10s", "-s", script, f"http://{HOST}:{port}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + (120 if bulk else 60))
+    res = None
     for line in out.stdout.splitlines():
         if line.startswith("BENCHRESULT "):
             v = [int(x) for x in line.split()[1:]]
             requests, duration_us = v[0], v[1]
             errors = sum(v[2:7])
-            return {"engine": "wrk", "requests": requests, "rps": requests / (duration_us / 1e6),
-                    "p50_ms": v[7] / 1000, "p95_ms": v[8] / 1000, "p99_ms": v[9] / 1000, "max_ms": v[10] / 1000,
-                    "errors": errors, "status_errors": v[5]}
+            res = {"engine": "wrk", "requests": requests, "rps": requests / (duration_us / 1e6),
+                   "p50_ms": v[7] / 1000, "p95_ms": v[8] / 1000, "p99_ms": v[9] / 1000, "max_ms": v[10] / 1000,
+                   "errors": errors, "status_errors": v[5]}
+        elif line.startswith("BENCHBULK ") and res is not None:
+            bad, ops_ok, op_errors = (int(x) for x in line.split()[1:4])
+            res.update(bad_responses=bad, ops_ok=ops_ok, op_errors=op_errors)
+            res["errors"] += bad
+    if res is not None and (not bulk or "ops_ok" in res):
+        return res
     raise RuntimeError(f"wrk failed (rc {out.returncode}): {out.stdout[-1000:]} {out.stderr[-1000:]}")
 
 
@@ -302,30 +505,41 @@ def run_python(spec: Spec, port: int, seconds: float, conns: int, token: str) ->
     headers = {"Authorization": f"Bearer {token}", "Accept": SCIM_JSON, "Content-Type": SCIM_JSON}
     latencies: list[list[float]] = [[] for _ in range(conns)]
     errors = [0] * conns
+    bulk = spec.body in BULK_LOAD_CASES
+    timeout = 60 if bulk else 10
+    bulk_stats = [{"bad_responses": 0, "ops_ok": 0, "op_errors": 0} for _ in range(conns)]
     start_evt = threading.Event()
     deadline = [0.0]
 
     def worker(tid: int) -> None:
         rnd = random.Random(tid * 7919 + time.time_ns())
-        conn = http.client.HTTPConnection(HOST, port, timeout=10)
+        walk = BlockWalk(len(spec.ids), spec.ops, tid, conns, rnd) if spec.body == "bulk-patch" else None
+        conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
         start_evt.wait(30)
         n = 0
         while time.perf_counter() < deadline[0] and n < 10_000_000:
             n += 1
-            body = python_body(spec, nonce, tid, n)
+            body = python_body(spec, nonce, tid, n, rnd, walk)
             t0 = time.perf_counter()
             try:
                 conn.request(spec.method, rnd.choice(spec.paths), body=body, headers=headers)
                 resp = conn.getresponse()
-                resp.read()
+                data = resp.read()
                 if resp.status >= 400:
                     errors[tid] += 1
             except (OSError, http.client.HTTPException):
                 errors[tid] += 1
                 conn.close()
-                conn = http.client.HTTPConnection(HOST, port, timeout=10)
+                conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
                 continue
             latencies[tid].append(time.perf_counter() - t0)
+            if bulk:  # as the Lua script: not 200 with every operation 2xx is an error
+                chk = bulk_check(resp.status, data, spec.ops)
+                bulk_stats[tid]["ops_ok"] += chk["ops_ok"]
+                bulk_stats[tid]["op_errors"] += max(0, spec.ops - chk["ops_ok"])
+                if not chk["ok"] and resp.status < 400:
+                    bulk_stats[tid]["bad_responses"] += 1
+                    errors[tid] += 1
         conn.close()
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(conns)]
@@ -338,10 +552,13 @@ def run_python(spec: Spec, port: int, seconds: float, conns: int, token: str) ->
         t.join(seconds + 30)
     elapsed = time.perf_counter() - t_start
     lat = sorted(x for per in latencies for x in per)
-    return {"engine": "python", "requests": len(lat), "rps": len(lat) / elapsed,
-            "p50_ms": (percentile(lat, 50) or 0) * 1000, "p95_ms": (percentile(lat, 95) or 0) * 1000,
-            "p99_ms": (percentile(lat, 99) or 0) * 1000, "max_ms": (lat[-1] if lat else 0) * 1000,
-            "errors": sum(errors)}
+    out = {"engine": "python", "requests": len(lat), "rps": len(lat) / elapsed,
+           "p50_ms": (percentile(lat, 50) or 0) * 1000, "p95_ms": (percentile(lat, 95) or 0) * 1000,
+           "p99_ms": (percentile(lat, 99) or 0) * 1000, "max_ms": (lat[-1] if lat else 0) * 1000,
+           "errors": sum(errors)}
+    if bulk:
+        out.update({k: sum(b[k] for b in bulk_stats) for k in bulk_stats[0]})
+    return out
 
 
 # ------------------------------------------------------------------------------ one request
@@ -375,8 +592,10 @@ def probe(case: str, spec: Spec, port: int, token: str, users: int) -> dict:
         doc = json.loads(data) if data else {}
     except ValueError:
         doc = {}
-    want_status = 201 if spec.method == "POST" else 200
+    want_status = 201 if spec.method == "POST" and spec.body not in BULK_LOAD_CASES else 200
     ok, detail = status == want_status, ""
+    if case in BULK_LOAD_CASES:
+        return dict(out, **probe_bulk(case, spec, port, token, body, status, data))
     page = min(100, users)
     if ok and case in ("filter", "filter-externalId"):
         ok = doc.get("totalResults") == 1
@@ -401,6 +620,31 @@ def probe(case: str, spec: Spec, port: int, token: str, users: int) -> dict:
         detail = data[:300].decode("utf-8", "replace")
     out.update(ok=ok, detail=detail)
     return out
+
+
+def probe_bulk(case: str, spec: Spec, port: int, token: str, body: bytes, status: int, data: bytes) -> dict:
+    """A bulk case's probe: 200, every operation 2xx, and the first operation's resource as asked
+    (bulk-create: the new user has the manager sent; bulk-patch: the new title and work phone)."""
+    chk = bulk_check(status, data, spec.ops)
+    detail = f"{chk['ops_ok']}/{spec.ops} operations 2xx, statuses {chk['statuses']}"
+    if not chk["ok"]:
+        return {"ok": False, "detail": detail + f"; first error {chk.get('first_error')}"}
+    sent = json.loads(body)["Operations"][0]
+    loc = (json.loads(data)["Operations"][0].get("location") or "")
+    st, got, _ = request(port, "GET", urllib.parse.urlparse(loc).path, token)
+    doc = json.loads(got) if st == 200 else {}
+    if case == "bulk-create":
+        want = sent["data"][seed.ENTERPRISE]["manager"]["value"]
+        have = (doc.get(seed.ENTERPRISE) or {}).get("manager", {}).get("value")
+        ok = st == 200 and doc.get("userName") == sent["data"]["userName"] and have == want
+        detail += f"; first user: GET {st}, manager {'as sent' if have == want else repr(have)}"
+    else:
+        title = sent["data"]["Operations"][0]["value"]
+        phone = sent["data"]["Operations"][1]["value"]
+        ok = st == 200 and doc.get("title") == title and any(
+            p.get("type") == "work" and p.get("value") == phone for p in doc.get("phoneNumbers") or [])
+        detail += f"; first user: GET {st}, title={doc.get('title')!r}"
+    return {"ok": ok, "detail": detail}
 
 
 # ------------------------------------------------------------------------------ member add
@@ -442,6 +686,131 @@ def member_add(port: int, token: str, groups: dict[str, str], spares: dict[str, 
                     "errors": r["errors"], "statuses": r["statuses"], **(
                         {"first_error": r["first_error"]} if "first_error" in r else {})}
     return out
+
+
+def member_add_op(uid: str) -> dict:
+    return {"op": "add", "path": "members", "value": [{"value": uid}]}
+
+
+def bulk_member_add(url: str, port: int, token: str, tenant_id: int, gid: str, requests: int, ops: int,
+                    singles: int, max_seconds: float) -> dict:
+    """Sequentially (one keep-alive connection), ``requests`` BulkRequests of ``ops`` PATCH
+    operations on /Groups/<gid>, each adding one spare user, interleaved with single
+    PATCH /Groups/<gid> requests of the same one-member add (``singles`` in all, a share before
+    each BulkRequest): p50 of both, taken in the same minutes. Every BulkResponse is checked
+    (200, ``ops`` operations, each 2xx), and at the end that the group gained every member added."""
+    per = max(1, singles // max(1, requests))
+    warm_ops = 10
+    spare = iter(seed.add_spare_users(url, tenant_id, warm_ops + 1 + requests * (ops + per),
+                                      uuid.uuid4().hex[:6] + "m"))
+    size_before = seed.group_size(url, gid)
+    conn = http.client.HTTPConnection(HOST, port, timeout=600)
+    out: dict = {"bulk_ms": [], "single_ms": [], "errors": 0, "op_errors": 0, "bad_responses": 0,
+                 "added": 0, "statuses": {}, "bytes": []}
+
+    def send(method: str, path: str, body: bytes) -> tuple[int, bytes, float] | None:
+        nonlocal conn
+        try:
+            return request(port, method, path, token, body, conn)
+        except (OSError, http.client.HTTPException) as exc:
+            out["errors"] += 1
+            out.setdefault("first_error", f"{type(exc).__name__}: {exc}")
+            conn.close()
+            conn = http.client.HTTPConnection(HOST, port, timeout=600)
+            return None
+
+    def single(timed: bool) -> None:
+        body = json.dumps({"schemas": [PATCH_OP], "Operations": [member_add_op(next(spare))]}).encode()
+        r = send("PATCH", f"{BASE}/Groups/{gid}", body)
+        if r is None:
+            return
+        status, data, took = r
+        if status >= 400:
+            out["errors"] += 1
+            out.setdefault("first_error", data[:300].decode("utf-8", "replace"))
+            return
+        out["added"] += 1
+        if timed:
+            out["single_ms"].append(took * 1000)
+
+    def bulk(n_ops: int, timed: bool) -> None:
+        body = json.dumps({"schemas": [BULK_REQUEST], "Operations": [
+            {"method": "PATCH", "path": f"/Groups/{gid}",
+             "data": {"schemas": [PATCH_OP], "Operations": [member_add_op(next(spare))]}}
+            for _ in range(n_ops)]}).encode()
+        r = send("POST", f"{BASE}/Bulk", body)
+        if r is None:
+            return
+        status, data, took = r
+        chk = bulk_check(status, data, n_ops)
+        for k, v in chk["statuses"].items():
+            out["statuses"][k] = out["statuses"].get(k, 0) + v
+        out["added"] += chk["ops_ok"]
+        if not chk["ok"]:
+            out["errors"] += 1
+            out["bad_responses"] += 1
+            out["op_errors"] += n_ops - chk["ops_ok"]
+            out.setdefault("first_error", f"status {status}, {chk['ops_ok']}/{n_ops} operations 2xx: "
+                                          f"{chk.get('first_error')}")
+        if timed:
+            out["bulk_ms"].append(took * 1000)
+            out["bytes"].append(len(data))
+
+    # warm-up on this connection's worker (not timed): a small BulkRequest and one single add
+    bulk(warm_ops, False)
+    single(False)
+    deadline = time.perf_counter() + max_seconds
+    for i in range(requests):
+        if i and time.perf_counter() > deadline:
+            break
+        for _ in range(per):
+            single(True)
+        bulk(ops, True)
+    conn.close()
+    size_after = seed.group_size(url, gid)
+    b, s1 = sorted(out.pop("bulk_ms")), sorted(out.pop("single_ms"))
+    out.update({"ops": ops, "requests": len(b), "singles": len(s1), "group_size_before": size_before,
+                "group_size_after": size_after, "members_ok": size_after - size_before == out["added"],
+                "p50_ms": percentile(b, 50), "min_ms": b[0] if b else None, "max_ms": b[-1] if b else None,
+                "single_p50_ms": percentile(s1, 50), "single_p95_ms": percentile(s1, 95),
+                "bulk_latencies_ms": [round(x, 1) for x in b], "bytes": median(out["bytes"])})
+    out["ratio"] = (out["p50_ms"] / out["single_p50_ms"]) if out["p50_ms"] and out["single_p50_ms"] else None
+    return out
+
+
+def process_tree_ticks(pid: int) -> int:
+    """CPU ticks (user + system) of process ``pid`` and its children (the gunicorn master and
+    its workers), from /proc."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        rest = st[st.rindex(")") + 2:].split()
+        if int(d) == pid or int(rest[1]) == pid:
+            total += int(rest[11]) + int(rest[12])
+    return total
+
+
+def wait_server_idle(pid: int, max_seconds: float = 60, interval: float = 0.5, threshold: float = 0.1) -> float:
+    """wrk stops at its deadline and abandons the requests in flight, which the server still runs
+    (16 BulkRequests of 100 writes are seconds of work): wait until the server's own processes
+    use less than ``threshold`` of a core, so the next run does not pay for them. Unlike
+    wait_quiet this does not wait for other work on the machine. Returns the seconds waited."""
+    hz = os.sysconf("SC_CLK_TCK")
+    t0 = time.perf_counter()
+    prev = process_tree_ticks(pid)
+    while time.perf_counter() - t0 < max_seconds:
+        time.sleep(interval)
+        cur = process_tree_ticks(pid)
+        if (cur - prev) / hz / interval < threshold:
+            break
+        prev = cur
+    return time.perf_counter() - t0
 
 
 # ------------------------------------------------------------------------------- physlimits
@@ -801,7 +1170,7 @@ def org_summary(stmts: dict) -> dict:
 BASE = "/scim/v2"
 
 
-def build_specs(users_rows: list[tuple[str, str, str]], n: int) -> dict[str, Spec]:
+def build_specs(users_rows: list[tuple[str, str, str]], n: int, bulk_ops: int = 100) -> dict[str, Spec]:
     q = urllib.parse.quote
     ids = [r[0] for r in users_rows]
     last_start = max(1, n - 99)
@@ -816,14 +1185,42 @@ def build_specs(users_rows: list[tuple[str, str, str]], n: int) -> dict[str, Spe
         "create": Spec("POST", [f"{BASE}/Users"], "create"),
         # as Entra ID creates a user whose manager is already provisioned
         "create-manager": Spec("POST", [f"{BASE}/Users"], "create", manager=ids[0]),
+        # bulk_ops creates per BulkRequest, each naming a random seeded user as its manager
+        "bulk-create": Spec("POST", [f"{BASE}/Bulk"], "bulk-create", ids=ids, ops=bulk_ops),
+        # bulk_ops PATCHes per BulkRequest, of bulk_ops consecutive seeded users (see BlockWalk)
+        "bulk-patch": Spec("POST", [f"{BASE}/Bulk"], "bulk-patch", ids=ids, ops=bulk_ops),
     }
+
+
+def code_fingerprint() -> dict:
+    """Which server code a run measured: the commit, and a hash of every file under scim_server/
+    as it is on disk when the server starts (the work tree may hold changes not committed yet)."""
+    import hashlib
+    root = os.path.dirname(HERE)
+    digest = hashlib.sha1()
+    for dirpath, dirnames, filenames in os.walk(os.path.join(root, "scim_server")):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            if name.endswith((".py", ".json", ".sql")):
+                path = os.path.join(dirpath, name)
+                digest.update(os.path.relpath(path, root).encode() + b"\0")
+                with open(path, "rb") as f:
+                    digest.update(f.read())
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "scim_server"],
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", True
+    return {"commit": commit or "unknown", "dirty": dirty, "tree": digest.hexdigest()}
 
 
 def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> dict:
     log(f"\n=== {db}: {url}")
     result: dict = {"url": url, "cases": {}, "rounds": []}
-    cases = [c for c in LOAD_CASES if c in args.cases]
-    main = bool(cases) or "member-add" in args.cases
+    cases = [c for c in RUN_ORDER if c in args.cases]
+    main = bool(cases) or "member-add" in args.cases or "bulk-member-add" in args.cases
     org_cases = [c for c in ORG_CASES if c in args.cases]
     tenant_id = token = None
     if main:
@@ -835,7 +1232,7 @@ def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> d
         rows = seed.seeded_users(url, tenant_id)
         if len(rows) != args.users:
             raise RuntimeError(f"expected {args.users} seeded users, found {len(rows)}")
-        specs = build_specs(rows, args.users)
+        specs = build_specs(rows, args.users, args.bulk_ops)
         groups = {"1k": marker["group_1k"], "N": marker["group_all"]}
     org_marker = org_token = None
     org_raw: dict[str, list[dict]] = {c: [] for c in org_cases if c != "move-unit"}
@@ -859,9 +1256,12 @@ def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> d
     use_wrk = args.engine == "wrk" or (args.engine == "auto" and shutil.which("wrk"))
     raw: dict[str, list[dict]] = {c: [] for c in cases}
     madd: list[dict] = []
+    bmadd: list[dict] = []
     physruns: list[dict] = []
+    code = result["server_code"] = code_fingerprint()
     server = Server(url, args.workers, args.threads, BASE, tmpdir)
-    log(f"  server pid {server.proc.pid} on port {server.port}: {' '.join(server.cmd[1:])}")
+    log(f"  server pid {server.proc.pid} on port {server.port}: {' '.join(server.cmd[1:])}  (code "
+        f"{code['commit'][:10]}{' + work tree ' + code['tree'][:10] if code['dirty'] else ''})")
     try:
         for rnd in range(args.runs):
             log(f"  -- round {rnd + 1}/{args.runs}")
@@ -870,17 +1270,33 @@ def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> d
                 pr = probe(case, spec, server.port, token, args.users)
                 if not pr["ok"]:
                     log(f"     probe {case}: NOT OK {pr}")
+                bulk = case in BULK_LOAD_CASES
                 if use_wrk:
                     run_wrk(spec, server.port, 1, args.concurrency, args.wrk_threads, token, tmpdir, case)
+                    if bulk:  # the warm-up's abandoned BulkRequests must not run into the measurement
+                        wait_server_idle(server.proc.pid)
+                    cpu0 = (time.perf_counter(), process_tree_ticks(server.proc.pid))
                     r = run_wrk(spec, server.port, args.seconds, args.concurrency, args.wrk_threads, token,
                                 tmpdir, case)
                 else:
                     run_python(spec, server.port, 1, args.concurrency, token)
+                    cpu0 = (time.perf_counter(), process_tree_ticks(server.proc.pid))
                     r = run_python(spec, server.port, args.seconds, args.concurrency, token)
+                # the server's own CPU (gunicorn master and workers) during the run, in cores: less
+                # moved by other work on the machine than req/s (also in the JSON of every case)
+                r["server_cpu_cores"] = ((process_tree_ticks(server.proc.pid) - cpu0[1]) / os.sysconf("SC_CLK_TCK")
+                                         / (time.perf_counter() - cpu0[0]))
                 r["round"], r["probe"] = rnd, pr
+                extra = ""
+                if bulk:
+                    r["drain_seconds"] = round(wait_server_idle(server.proc.pid), 1)
+                    r["ops"], r["users_per_s"] = spec.ops, r["rps"] * spec.ops
+                    extra = (f"  = {r['users_per_s']:.0f} users/s ({spec.ops} ops/req, op errors "
+                             f"{r.get('op_errors')}, then {r['drain_seconds']}s to drain)")
+                extra += f"  server CPU {r['server_cpu_cores']:.2f} cores"
                 raw[case].append(r)
                 log(f"     {case:18s} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  p95 {r['p95_ms']:7.2f} ms"
-                    f"  errors {r['errors']}")
+                    f"  errors {r['errors']}" + extra)
             if "member-add" in args.cases:
                 tag = uuid.uuid4().hex[:6]
                 spares = {"1k": seed.add_spare_users(url, tenant_id, args.member_adds, tag + "a"),
@@ -891,6 +1307,18 @@ def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> d
                 log(f"     member-add 1k: p50 {m['1k']['p50_ms'] or 0:.2f} ms ({m['1k']['bytes']} B)   "
                     f"N={args.users}: p50 {m['N']['p50_ms'] or 0:.2f} ms ({m['N']['bytes']} B)   "
                     f"adds {m['1k']['adds']}/{m['N']['adds']} errors {m['1k']['errors'] + m['N']['errors']}")
+            if "bulk-member-add" in args.cases:
+                gkey = args.bulk_member_group
+                m = bulk_member_add(url, server.port, token, tenant_id, groups[gkey], args.bulk_member_requests,
+                                    args.bulk_member_ops, args.bulk_member_singles, max(args.seconds * 10, 60))
+                m["round"], m["group"] = rnd, gkey
+                bmadd.append(m)
+                log(f"     bulk-member-add    p50 {m['p50_ms'] or 0:8.1f} ms for {m['ops']} adds "
+                    f"({m['requests']} req, min {m['min_ms'] or 0:.1f}, max {m['max_ms'] or 0:.1f})   single add "
+                    f"p50 {m['single_p50_ms'] or 0:.2f} ms ({m['singles']})   ratio "
+                    f"{m['ratio'] or 0:.1f}   errors {m['errors']} (op errors {m['op_errors']})   group "
+                    f"{m['group_size_before']} -> {m['group_size_after']}"
+                    + ("" if m["members_ok"] else f"  NOT OK: {m['added']} adds answered 2xx"))
             for case in org_raw:
                 c = org_specs[case]
                 st, data, _ = request(server.port, "GET", c["path"], org_token)
@@ -953,7 +1381,24 @@ def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> d
             "rps": median([r["rps"] for r in runs]), "rps_min": min(r["rps"] for r in runs),
             "rps_max": max(r["rps"] for r in runs), "p50_ms": median([r["p50_ms"] for r in runs]),
             "p95_ms": median([r["p95_ms"] for r in runs]), "errors": sum(r["errors"] for r in runs),
-            "probe_ok": all(r["probe"]["ok"] for r in runs), "runs": runs}
+            "probe_ok": all(r["probe"]["ok"] for r in runs),
+            "server_cpu_cores": median([r.get("server_cpu_cores") for r in runs]),
+            "cpu_ms_per_request": median([cpu_ms(r) for r in runs]), "runs": runs}
+        if case in BULK_LOAD_CASES:
+            result["cases"][case].update(
+                ops=runs[0]["ops"], users_per_s=median([r["users_per_s"] for r in runs]),
+                op_errors=sum(r.get("op_errors") or 0 for r in runs),
+                bad_responses=sum(r.get("bad_responses") or 0 for r in runs))
+    if bmadd:
+        result["bulk_member_add"] = {
+            "group": bmadd[0]["group"], "ops": bmadd[0]["ops"],
+            "group_size": marker["group_1k_size"] if bmadd[0]["group"] == "1k" else marker["group_all_size"],
+            "p50_ms": median([m["p50_ms"] for m in bmadd]),
+            "single_p50_ms": median([m["single_p50_ms"] for m in bmadd]),
+            "requests": sum(m["requests"] for m in bmadd), "singles": sum(m["singles"] for m in bmadd),
+            "bytes": median([m["bytes"] for m in bmadd]),
+            "errors": sum(m["errors"] for m in bmadd), "op_errors": sum(m["op_errors"] for m in bmadd),
+            "members_ok": all(m["members_ok"] for m in bmadd), "runs": bmadd}
     if madd:
         result["member_add"] = {
             key: {"group_size": marker["group_1k_size"] if key == "1k" else marker["group_all_size"],
@@ -973,7 +1418,7 @@ def bench_database(db: str, url: str, args, phys: dict | None, tmpdir: str) -> d
                   "errors": sum(p[key]["errors"] for p in physruns)}
             for key in ("select", "insert") if all(key in p for p in physruns)}
         result["physlimits"]["runs"] = physruns
-    result["ratios"] = ratios(result, raw, physruns, madd)
+    result["ratios"] = ratios(result, raw, physruns, madd) + bulk_ratios(raw, bmadd)
     return result
 
 
@@ -1051,6 +1496,38 @@ def ratios(result: dict, raw: dict, physruns: list[dict], madd: list[dict]) -> l
     return out
 
 
+def cpu_ms(run: dict) -> float | None:
+    """Server CPU milliseconds per request of a load run."""
+    cores = run.get("server_cpu_cores")
+    return cores * 1000 / run["rps"] if cores is not None and run["rps"] else None
+
+
+def bulk_ratios(raw: dict, bmadd: list[dict]) -> list[dict]:
+    """Bulk against its single-request counterpart, per round (both measured in that round). Also,
+    not a target: the server CPU per single request over the server CPU per user in bulk."""
+    out = []
+    for label, num, den, _kind, thr in BULK_TARGETS:
+        if num not in raw or den not in raw:
+            continue
+        per_round, cpu_per_round = [], []
+        for r in raw[num]:
+            d = next((d for d in raw[den] if d["round"] == r["round"]), None)
+            if d and d["rps"]:
+                per_round.append(r["users_per_s"] / d["rps"])
+                if cpu_ms(r) and cpu_ms(d):
+                    cpu_per_round.append(cpu_ms(d) / (cpu_ms(r) / r["ops"]))
+        if per_round:
+            v = median(per_round)
+            out.append({"name": label, "value": v, "per_round": per_round, "target": f">= {thr:g}",
+                        "pass": v >= thr, "cpu_ratio": median(cpu_per_round), "cpu_per_round": cpu_per_round})
+    per_round = [m["ratio"] for m in bmadd if m["ratio"] is not None]
+    if per_round:
+        v = median(per_round)
+        out.append({"name": "bulk-member-add p50 / single add p50", "value": v, "ops": bmadd[0]["ops"],
+                    "per_round": per_round, "target": f"<= {BULK_MEMBER_TARGET:g}", "pass": v <= BULK_MEMBER_TARGET})
+    return out
+
+
 # ---------------------------------------------------------------------------------- output
 def print_table(results: dict, args) -> None:
     log("\n" + "=" * 100)
@@ -1063,20 +1540,28 @@ def print_table(results: dict, args) -> None:
         seeds = [(name, res[key]) for name, key in (("seed", "seed"), ("org seed", "org_seed")) if key in res]
         log(f"\n[{db}]  " + "; ".join(f"{name}: {'reused' if s.get('reused') else 'fresh'} ({s.get('seconds', 0):.1f}s)"
                                     for name, s in seeds))
-        if not res["cases"] and not res.get("member_add"):
+        if not res["cases"] and not res.get("member_add") and not res.get("bulk_member_add"):
             if res.get("org"):
                 print_org(res)
             continue
         log(f"  {'case':20s} {'req/s':>9s} {'(min-max)':>17s} {'p50 ms':>8s} {'p95 ms':>8s} {'errors':>7s} probe")
         for case, c in res["cases"].items():
             log(f"  {case:20s} {c['rps']:9.1f} {'(%.0f-%.0f)' % (c['rps_min'], c['rps_max']):>17s} "
-                f"{c['p50_ms']:8.2f} {c['p95_ms']:8.2f} {c['errors']:7d} {'ok' if c['probe_ok'] else 'FAIL'}")
+                f"{c['p50_ms']:8.2f} {c['p95_ms']:8.2f} {c['errors']:7d} {'ok' if c['probe_ok'] else 'FAIL'}"
+                + (f"  = {c['users_per_s']:.0f} users/s ({c['ops']} ops/req, {c['op_errors']} op errors)"
+                   if "users_per_s" in c else ""))
         for key in ("1k", "N"):
             m = (res.get("member_add") or {}).get(key)
             if m:
                 log(f"  {'member-add ' + str(m['group_size']):20s} {'(seq)':>9s} {'':>17s} "
                     f"{(m['p50_ms'] or 0):8.2f} {(m['p95_ms'] or 0):8.2f} {m['errors']:7d} "
                     f"{m['bytes']} B/resp, {m['adds']} adds")
+        b = res.get("bulk_member_add")
+        if b:
+            log(f"  {'bulk-member-add':20s} {'(seq)':>9s} {'':>17s} {(b['p50_ms'] or 0):8.1f} {'':>8s} "
+                f"{b['errors']:7d} {'ok' if b['members_ok'] and not b['errors'] else 'FAIL'}  one BulkRequest of "
+                f"{b['ops']} adds to the {b['group_size']}-member group, {b['requests']} req; single add p50 "
+                f"{(b['single_p50_ms'] or 0):.2f} ms ({b['singles']})")
         for key, p in (res.get("physlimits") or {}).items():
             if key != "runs":
                 log(f"  {'phys ' + p['case']:38s} {p['rps']:9.1f} req/s  p50 {p['p50_ms']:.2f} ms  "
@@ -1086,6 +1571,11 @@ def print_table(results: dict, args) -> None:
         for r in res["ratios"]:
             val = "n/a" if r["value"] is None else f"{r['value']:.3f}"
             extra = f" ({r['bytes_1k']} B vs {r['bytes_N']} B)" if "bytes_1k" in r else ""
+            if r.get("per_round") and len(r["per_round"]) > 1:
+                extra += "  per round " + ", ".join(f"{x:.3g}" for x in r["per_round"])
+            if r.get("cpu_ratio") is not None:
+                extra += (f"  (server CPU per request / per user in bulk: {r['cpu_ratio']:.3g}; per round "
+                          + ", ".join(f"{x:.3g}" for x in r["cpu_per_round"]) + ")")
             log(f"  ratio {r['name']:40s} {val:>7s}  target {r['target']:9s} "
                 f"{'PASS' if r['pass'] else 'FAIL'}{extra}")
 
@@ -1133,8 +1623,17 @@ def main() -> int:
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--engine", choices=["auto", "wrk", "python"], default="auto")
     ap.add_argument("--cases", nargs="*", default=None, choices=ALL_CASES,
-                    help="default: every case but the org ones (" + " ".join(MAIN_CASES) + ")")
+                    help="default: every case but the org and bulk ones (" + " ".join(MAIN_CASES) + "); bulk: "
+                    + " ".join(BULK_CASES))
     ap.add_argument("--member-adds", type=int, default=200, help="PATCH adds per group per round (also time-bound)")
+    ap.add_argument("--bulk-ops", type=int, default=100, help="operations per BulkRequest of bulk-create / bulk-patch")
+    ap.add_argument("--bulk-member-ops", type=int, default=1000, help="member adds per BulkRequest of bulk-member-add")
+    ap.add_argument("--bulk-member-requests", type=int, default=5,
+                    help="timed BulkRequests of bulk-member-add per round (sequential; also time-bound)")
+    ap.add_argument("--bulk-member-singles", type=int, default=100,
+                    help="single PATCH member adds per round, interleaved with them (the p50 compared with)")
+    ap.add_argument("--bulk-member-group", choices=["1k", "N"], default="1k",
+                    help="the seeded group bulk-member-add adds to (1,000 members, or all N users)")
     ap.add_argument("--physlimits", metavar="PATH", help="path to physlimits.py: also measure the machine limits")
     ap.add_argument("--physlimits-mode", default="gthread4x4", choices=["gthread4x4", "sync2"],
                     help="which physlimits worker mode to compare with (server default is gthread, 4 threads)")
@@ -1156,6 +1655,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.users < 1 or args.runs < 1 or args.seconds < 1 or args.concurrency < 1:
         ap.error("--users, --runs, --seconds and --concurrency must be positive")
+    if min(args.bulk_ops, args.bulk_member_ops, args.bulk_member_requests, args.bulk_member_singles) < 1:
+        ap.error("--bulk-ops, --bulk-member-ops, --bulk-member-requests and --bulk-member-singles must be positive")
     if args.cases is None:
         args.cases = list(ORG_CASES) if args.org else list(MAIN_CASES)
     elif args.org:
