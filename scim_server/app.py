@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 
 from .config import Settings
-from .http import admin, bulk, context, discovery, errors, oauth, requestlog, resources
+from .http import admin, bulk, context, discovery, errors, oauth, requestlog, resources, sync
 from .scim.schemas import registry
 from .storage.db import make_engine, make_read_session_factory, make_session_factory, read_engine
 
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(bulk.bp, url_prefix=settings.base_path)
     app.register_blueprint(discovery.bp, url_prefix=settings.base_path)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(sync.bp)
     oauth.init_app(app)
 
     @app.get("/healthz")

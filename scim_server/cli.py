@@ -17,6 +17,7 @@ from .storage import audit, clients
 from .storage import tenants as tenant_store
 from .storage.db import make_engine, make_session_factory
 from .storage.migrate import upgrade
+from .sync.commands import source_group, sync_command, sync_runs_command
 
 
 def _sessions(settings: Settings):
@@ -353,6 +354,12 @@ def _tenant_or_fail(session, name: str):
 
 def _iso(value):
     return value.isoformat() if value is not None else None
+
+
+# the sync from HR, payroll and member registers (scim_server/sync)
+main.add_command(sync_command)
+main.add_command(sync_runs_command)
+main.add_command(source_group)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,10 @@ class Settings:
     bulk_max_operations: int = 1000
     #: Largest Bulk request body, in bytes; advertised in /ServiceProviderConfig.
     bulk_max_payload_bytes: int = 4 * 1024 * 1024
+    #: Largest upload to the sync endpoint, in bytes (a payroll file of 100,000 people is ~20 MB).
+    sync_max_bytes: int = 200 * 1024 * 1024
+    #: A sync upload larger than this runs in the background (202 and the run's URL).
+    sync_inline_bytes: int = 1024 * 1024
     #: Seconds a verified bearer token is cached in a worker before being checked again.
     token_cache_seconds: int = 5
     #: Lifetime of OAuth access tokens issued by /oauth/token.
@@ -58,6 +62,8 @@ class Settings:
             max_patch_operations=_env_int("SCIM_MAX_PATCH_OPERATIONS", cls.max_patch_operations),
             bulk_max_operations=_env_int("SCIM_BULK_MAX_OPERATIONS", cls.bulk_max_operations),
             bulk_max_payload_bytes=_env_int("SCIM_BULK_MAX_PAYLOAD_BYTES", cls.bulk_max_payload_bytes),
+            sync_max_bytes=_env_int("SCIM_SYNC_MAX_BYTES", cls.sync_max_bytes),
+            sync_inline_bytes=_env_int("SCIM_SYNC_INLINE_BYTES", cls.sync_inline_bytes),
             token_cache_seconds=_env_int("SCIM_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
             access_token_seconds=_env_int("SCIM_ACCESS_TOKEN_SECONDS", cls.access_token_seconds),
             trust_forwarded_headers=os.environ.get("SCIM_TRUST_FORWARDED_HEADERS", "1") not in ("0", "false"),
