@@ -18,6 +18,8 @@ from .storage import tenants as tenant_store
 from .storage.db import make_engine, make_session_factory
 from .storage.migrate import upgrade
 from .sync.commands import source_group, sync_command, sync_runs_command
+from .sync.engine import parse_limit
+from .sync.mapping import SyncRefused
 
 
 def _sessions(settings: Settings):
@@ -159,9 +161,12 @@ def tenant_create(name: str) -> None:
 @click.option("--master-data/--no-master-data", default=None,
               help="offer plan2learn's master-data extensions (org units, employments, EAN) to this tenant "
                    "(default on); off, the tenant sees plain SCIM 2.0 Users and Groups")
+@click.option("--sync-max-deactivations", default=None,
+              help="the sync's deactivation guard for this tenant: a count (25) or a percentage (5%); "
+                   "'default' goes back to 10 users or 5 %, whichever is larger")
 def tenant_set(name: str, org_unit_attribute: str | None, jwt_issuer: str | None, jwt_audience: str | None,
                jwt_jwks_uri: str | None, jwt_jwks_file: str | None, jwt_algorithms: str | None,
-               no_jwt: bool, master_data: bool | None) -> None:
+               no_jwt: bool, master_data: bool | None, sync_max_deactivations: str | None) -> None:
     """Change a tenant's settings."""
     jwt_given = any(v is not None for v in (jwt_issuer, jwt_audience, jwt_jwks_uri, jwt_jwks_file, jwt_algorithms))
     if jwt_given and not (jwt_issuer and jwt_audience and (jwt_jwks_uri or jwt_jwks_file)):
@@ -174,6 +179,14 @@ def tenant_set(name: str, org_unit_attribute: str | None, jwt_issuer: str | None
                 values["org_unit_attribute"] = None if org_unit_attribute == "none" else org_unit_attribute
             if master_data is not None:
                 values["master_data"] = master_data
+            if sync_max_deactivations == "default":
+                values.pop("sync_max_deactivations", None)
+            elif sync_max_deactivations is not None:
+                try:
+                    parse_limit(sync_max_deactivations, 0)
+                except SyncRefused as exc:
+                    raise click.UsageError(str(exc).replace("--max-deactivations", "--sync-max-deactivations")) from None
+                values["sync_max_deactivations"] = sync_max_deactivations
             if no_jwt:
                 values.pop("jwt", None)
             elif jwt_given:

@@ -18,7 +18,7 @@ from ..scim.validators import P2L_GROUP
 from . import hierarchy, leavers
 from .models import Group, Membership, User, utcnow
 from .resolvers import GroupResolver, member_element
-from .resources import ResourceStore, check_version
+from .resources import ResourceStore, check_version, of_tenant
 
 
 class GroupStore(ResourceStore):
@@ -162,7 +162,8 @@ class GroupStore(ResourceStore):
         groups = {g.id: g for g in self.session.connection().execute(_GROUPS_FOR_UPDATE[self.dialect == "postgresql"],
                                                                     {"ids": group_ids, "tid": self.tenant_id})}
         wanted = list({u for _, users, _ in adds for u in users})
-        known = set(self.session.scalars(select(User.id).where(User.tenant_id == self.tenant_id, User.id.in_(wanted))))
+        known = set(self.session.scalars(select(User.id).where(of_tenant(User.tenant_id, self.tenant_id),
+                                                               User.id.in_(wanted))))
         members = {(g, u) for g, u in self.session.execute(select(Membership.group_id, Membership.user_id).where(
             Membership.group_id.in_(group_ids), Membership.user_id.in_(wanted)))}
         versions = {g.id: g.version for g in groups.values()}
@@ -274,7 +275,7 @@ class MemberRows:
         if self.group.id in wanted:
             raise invalid_value("A group cannot be a member of itself")
         tenant = self.store.tenant_id
-        users = set(self.session.scalars(select(User.id).where(User.tenant_id == tenant, User.id.in_(wanted))))
+        users = set(self.session.scalars(select(User.id).where(of_tenant(User.tenant_id, tenant), User.id.in_(wanted))))
         groups = set(self.session.scalars(select(Group.id).where(Group.tenant_id == tenant, Group.id.in_(wanted))))
         unknown = [w for w in wanted if w not in users and w not in groups]
         if unknown:

@@ -276,6 +276,13 @@ def _by_id(model):
     return read, query, query.with_for_update(key_share=True)
 
 
+def of_tenant(column, tenant: Any):
+    """``column == tenant`` for a statement that picks rows by a list of ids. SQLite keeps no
+    statistics, and with a plain comparison it walks the tenant's whole (tenant, created) index
+    instead of looking the ids up by primary key: ``+ 0`` makes the tenant a filter only."""
+    return (column + 0) == tenant
+
+
 def check_fits(column, name: str, value: Any) -> None:
     """400 invalidValue for a string longer than its column: PostgreSQL would refuse it with an
     error, and SQLite would keep it."""

@@ -26,7 +26,7 @@ from .employments import EmploymentRows
 from .jsonsql import JsonDialect
 from .models import Group, Membership, User, utcnow
 from .resolvers import UserResolver
-from .resources import ResourceStore, is_foreign_key_violation
+from .resources import ResourceStore, is_foreign_key_violation, of_tenant
 
 
 class UserStore(ResourceStore):
@@ -520,7 +520,7 @@ def _statements(dialect: str) -> _UserStatements:
 def _many_for_update(dialect: str):
     """Users by ids with their memberships (as ``_statements``' by_id), locked on PostgreSQL."""
     statement = (select(_users, _statements(dialect).memberships)
-                 .where(_users.c.id.in_(bindparam("ids", expanding=True)), _users.c.tenant_id == bindparam("tid")))
+                 .where(_users.c.id.in_(bindparam("ids", expanding=True)), of_tenant(_users.c.tenant_id, bindparam("tid"))))
     return statement.with_for_update(key_share=True, of=_users) if dialect == "postgresql" else statement
 
 
@@ -532,7 +532,8 @@ INSERT_MEMBERSHIPS = insert(Membership.__table__)
 UPDATE_USER = update(_users).where(_users.c.id == bindparam("b_id"), _users.c.version == bindparam("b_version"))
 #: a new user: every column set (so none is read back later), to the model's plain default or None
 NEW_USER = {c.key: c.default.arg if c.default is not None and c.default.is_scalar else None for c in _users.columns}
-EXISTING_USERS = select(User.id).where(User.tenant_id == bindparam("tid"), User.id.in_(bindparam("ids", expanding=True)))
+EXISTING_USERS = select(User.id).where(of_tenant(User.tenant_id, bindparam("tid")),
+                                       User.id.in_(bindparam("ids", expanding=True)))
 DISPLAY_NAMES = select(User.id, User.display_name).where(User.id.in_(bindparam("ids", expanding=True)))
 
 
