@@ -86,8 +86,8 @@ def _finish(result: SyncResult, as_json: bool, dry_run: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.as_json(), ensure_ascii=False))
     else:
-        if dry_run:
-            for line in result.changes:
+        for line in result.changes:  # a dry run's diff; an applied run reports the units it kept
+            if dry_run or ": kept (" in line:
                 click.echo(line)
         for conflict in result.conflicts:
             click.echo(f"conflict: {conflict}")

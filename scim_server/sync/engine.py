@@ -154,9 +154,10 @@ class SnapshotSync:
                 savepoint.rollback()  # everything was done to count and report it, then undone
             else:
                 savepoint.commit()
-        except (SyncRefused, Refused) as exc:
+        except (SyncRefused, Refused) as exc:  # nothing was written: nothing is counted but the errors
             self.result.status, self.result.message = "refused", str(exc)
             self.result.changes = []
+            self.result.counts = dict.fromkeys(SUMMARY_KEYS, 0)
         finally:
             audit.current.reset(token)
         result = self.result
@@ -210,12 +211,14 @@ class SnapshotSync:
     def _count(self, key: str) -> None:
         self.result.counts[key] += 1
 
-    def _write(self, write: Callable[[], Any], what: str) -> Any | None:
-        """One write, alone in a savepoint: a refusal is that row's error."""
+    def _write(self, write: Callable[[], Any], what: str, file: str = "(stored data)", line: int = 0,
+               key: str | None = None) -> Any | None:
+        """One write, alone in a savepoint: a refusal is the error of the row it came from (a
+        cycle through stored people or units, say), named by its file and line."""
         try:
             return self.service.in_savepoint(write)
         except ScimError as exc:
-            self.result.errors.append(RowError("(apply)", 0, f"{what}: {exc.detail}"))
+            self.result.errors.append(RowError(file, line, f"{what}: {exc.detail}", key))
             return None
 
     # ------------------------------------------------------------------ units
@@ -238,7 +241,7 @@ class SnapshotSync:
             body = _unit_body(record, parent_id)
             if current is None:
                 written = self._write(lambda body=body: self.service.create("Group", body, provenance=self.provenance),
-                                      f"unit {record.unit_code}")
+                                      f"unit {record.unit_code}", record.file, record.line, record.unit_code)
                 if written is not None:
                     self.units[key] = sources.OwnedUnit(written.row.id, record.unit_code, record.display_name,
                                                         parent_id, record.unit_type, record.ean, self.source_id)
@@ -253,7 +256,7 @@ class SnapshotSync:
                           {"op": "remove", "path": path} for path, (_, new) in changed.items()]
             written = self._write(lambda current=current, operations=operations: self.service.patch(
                 "Group", current.id, {"schemas": [PATCH_OP], "Operations": operations}, provenance=self.provenance),
-                f"unit {record.unit_code}")
+                f"unit {record.unit_code}", record.file, record.line, record.unit_code)
             if written is not None:
                 self._count("updated")
                 self._change(f"unit {record.unit_code}: updated " + "; ".join(
@@ -393,7 +396,8 @@ class SnapshotSync:
                     self._count("unchanged")
                     continue
                 written = self._write(lambda row=row, body=body: self.service.replace(
-                    "User", row.id, body, provenance=self.provenance), f"user {person.external_id}")
+                    "User", row.id, body, provenance=self.provenance), f"user {person.external_id}",
+                    person.file, person.lines[0], person.external_id)
                 if written is None:
                     continue
                 self._count("updated")
