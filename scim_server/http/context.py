@@ -42,8 +42,18 @@ def base_url() -> str:
     settings = current_app.config["SCIM"]
     if settings.public_base_url:
         return settings.public_base_url
+    return server_url() + settings.base_path
+
+
+def server_url() -> str:
+    """The server's absolute URL (no path), as its clients reach it: from SCIM_PUBLIC_BASE_URL,
+    else from the request and, behind a proxy, its X-Forwarded-Proto and X-Forwarded-Host."""
+    settings = current_app.config["SCIM"]
+    if settings.public_base_url:
+        return settings.public_base_url.removesuffix(settings.base_path) if settings.base_path else \
+            settings.public_base_url
     scheme, host = request.scheme, request.host
     if settings.trust_forwarded_headers:
         scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip() or scheme
         host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip() or host
-    return f"{scheme}://{host}{settings.base_path}"
+    return f"{scheme}://{host}"

@@ -24,8 +24,8 @@ from ..sync.engine import SnapshotSync, SyncOptions, SyncResult, parse_limit, ru
 from ..sync.mapping import SyncRefused
 from ..sync.scim_input import records_from_json
 from .auth import require_token
-from .content import json_body
-from .context import base_url
+from .content import json_body, scim_response
+from .context import base_url, server_url
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sync", __name__)
@@ -39,7 +39,7 @@ def sync(source_name: str) -> Response:
     options = _options(source_name)
     settings = dict(token.tenant_settings or {})
     source = _source(token.tenant_id, source_name, create=True)
-    run_url = f"{request.host_url.rstrip('/')}/admin/v1/sources/{source.name}/runs/"
+    run_url = f"{server_url()}/admin/v1/sources/{source.name}/runs/"
     inline = current_app.config["SCIM"].sync_inline_bytes
     if (request.content_length or 0) > inline:  # in the background: the client polls the run
         run = sources.start_run(g.db, token.tenant_id, source.id, token.actor,
@@ -103,11 +103,10 @@ def _answer(result: SyncResult, tenant_id: int, source_name: str, run_url: str) 
     run = sources.run_by_id(g.db, tenant_id, result.run_id) if result.run_id else None
     body: dict[str, Any] = run_json(run, source_name) if run is not None else result.as_json()
     if result.status == "refused":  # nothing was written: the client's file or the guard said no
-        body.update({"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "400",
-                     "detail": result.message or "the run was refused"})
-        response = jsonify(body)
-        response.status_code = 400
-        return response
+        return scim_response({"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "400",
+                              "detail": result.message or "the run was refused", "runId": result.run_id,
+                              "rowErrors": body.get("rowErrors", [])}, 400,
+                             {"Location": run_url + result.run_id} if result.run_id else None)
     response = jsonify(body)
     if result.run_id:
         response.headers["Location"] = run_url + result.run_id
