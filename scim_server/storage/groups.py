@@ -132,11 +132,11 @@ class GroupStore(ResourceStore):
         row = Group(id=str(uuid.uuid4()), tenant_id=self.tenant_id, source_id=self.source_id, created=now,
                     last_modified=now, version=1,
                     is_org_unit=False)
-        tree_changed = self._write(row, doc)
+        if self._write(row, doc):  # a new unit has no subtree: its own ean, else its parent's
+            row.effective_ean = row.ean or (self.session.scalar(select(Group.effective_ean).where(
+                Group.id == row.parent_id)) if row.parent_id else None)
         self.session.add(row)
         self._flush()
-        if tree_changed:
-            hierarchy.refresh_effective_ean(self.session, row.id)
         members = MemberRows(self, row)
         if doc.get("members"):
             members.add(doc["members"])

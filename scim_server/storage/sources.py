@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from .models import Group, Membership, Source, SyncRun, User, utcnow
@@ -98,12 +98,16 @@ def user_name_owners(session: Session, tenant_id: int, user_names: list[str]) ->
     """For each of these userNames (folded to lower case) that a user of the tenant holds: that
     user's (id, source)."""
     out: dict[str, tuple[str, int | None]] = {}
-    for start in range(0, len(user_names), 500):
-        chunk = [func.lower(n) for n in user_names[start:start + 500]]
-        for row in session.execute(select(User.id, User.user_name, User.source_id).where(
-                User.tenant_id == tenant_id, func.lower(User.user_name).in_(chunk))):
+    names = list({n.lower() for n in user_names})
+    for start in range(0, len(names), 1000):
+        for row in session.execute(_NAME_OWNERS, {"tid": tenant_id, "names": names[start:start + 1000]}):
             out[row.user_name.lower()] = (row.id, row.source_id)
     return out
+
+
+#: folded by Python (a name the database folds differently is still caught by the unique index)
+_NAME_OWNERS = select(User.id, User.user_name, User.source_id).where(
+    User.tenant_id == bindparam("tid"), func.lower(User.user_name).in_(bindparam("names", expanding=True)))
 
 
 # ------------------------------------------------------------------------ the run log

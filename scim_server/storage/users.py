@@ -8,7 +8,7 @@ from collections import namedtuple
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, literal, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -350,9 +350,8 @@ class UserStore(ResourceStore):
     def _names_taken(self, user_names: list[str]) -> set[str]:
         """Which of these userNames the tenant has already, folded as Python folds them (a name
         the database folds differently is still caught by the unique index)."""
-        wanted = [func.lower(literal(n)) for n in {n.lower() for n in user_names}]
-        query = select(User.user_name).where(User.tenant_id == self.tenant_id, func.lower(User.user_name).in_(wanted))
-        return {n.lower() for n in self.session.scalars(query)}
+        wanted = list({n.lower() for n in user_names})
+        return {n.lower() for n in self.session.scalars(NAMES_TAKEN, {"tid": self.tenant_id, "names": wanted})}
 
     def patches_together(self) -> bool:
         """Can PATCHes of users be written together (``update_many``)? Not when placement by
@@ -532,6 +531,9 @@ INSERT_MEMBERSHIPS = insert(Membership.__table__)
 UPDATE_USER = update(_users).where(_users.c.id == bindparam("b_id"), _users.c.version == bindparam("b_version"))
 #: a new user: every column set (so none is read back later), to the model's plain default or None
 NEW_USER = {c.key: c.default.arg if c.default is not None and c.default.is_scalar else None for c in _users.columns}
+#: one statement whatever the number of names (an expanding list): built and compiled once
+NAMES_TAKEN = select(User.user_name).where(User.tenant_id == bindparam("tid"),
+                                           func.lower(User.user_name).in_(bindparam("names", expanding=True)))
 EXISTING_USERS = select(User.id).where(of_tenant(User.tenant_id, bindparam("tid")),
                                        User.id.in_(bindparam("ids", expanding=True)))
 DISPLAY_NAMES = select(User.id, User.display_name).where(User.id.in_(bindparam("ids", expanding=True)))

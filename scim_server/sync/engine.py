@@ -387,8 +387,12 @@ class SnapshotSync:
                     continue
                 current = store.audit_state(row)
                 body = _merged(current, desired, _provided_keys(person.provided), row.active)
+                stored = _comparable(current)
+                if stored == _comparable(body):  # the file's values are already canonical: no
+                    self._count("unchanged")      # validation needed to see that nothing changed
+                    continue
                 try:
-                    changes = audit.diff(_comparable(current), _comparable(load_resource(store, body)))
+                    changes = audit.diff(stored, _comparable(load_resource(store, body)))
                 except ScimError as exc:
                     self.result.errors.append(RowError(person.file, person.lines[0], exc.detail, person.external_id))
                     continue
