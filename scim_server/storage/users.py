@@ -359,14 +359,17 @@ class UserStore(ResourceStore):
         return not (self.master_data and placement.tenant_attribute(self.session, self.tenant_id,
                                                                     self.tenant_settings))
 
-    def get_many(self, resource_ids: list[str]) -> dict[str, User]:
+    def get_many(self, resource_ids: list[str], *, rows: bool = False) -> dict[str, Any]:
         """Users to write, with their memberships, in one statement (locked on PostgreSQL as
         ``get`` locks one). They are plain objects, outside the ORM session: ``update_many``
-        writes them with Core statements."""
-        users: dict[str, User] = {}
+        writes them with Core statements. ``rows``: the statement's rows themselves, for a
+        caller that only compares them (a sync run), as making objects costs more than reading."""
+        users: dict[str, Any] = {}
         found = list(self.session.connection().execute(_many_for_update(self.dialect),
                                                        {"ids": resource_ids, "tid": self.tenant_id}))
         self._take_memberships(found)
+        if rows:
+            return {row.id: row for row in found}
         for row in found:
             user = users[row.id] = _NEW_USER_INSTANCE()
             user.__dict__.update(zip(_USER_COLUMN_KEYS, row))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -376,7 +377,7 @@ class SnapshotSync:
         store = self.service.store("User")
         for start in range(0, len(people), 1000):
             chunk = people[start:start + 1000]
-            rows = store.get_many([self.owned[p.external_id] for p in chunk])
+            rows = store.get_many([self.owned[p.external_id] for p in chunk], rows=True)
             for person in chunk:
                 row = rows.get(self.owned[person.external_id])
                 desired = self._desired(person)
@@ -504,7 +505,8 @@ def _depth(unit: sources.OwnedUnit, units: dict[str, sources.OwnedUnit]) -> int:
     return depth
 
 
-def _provided_keys(provided: frozenset[str]) -> set[Any]:
+@lru_cache(maxsize=256)
+def _provided_keys(provided: frozenset[str]) -> frozenset[Any]:
     """The top-level attributes (extension ones as (urn, name)) the file's columns write."""
     keys: set[Any] = set()
     for column in provided:
@@ -515,10 +517,10 @@ def _provided_keys(provided: frozenset[str]) -> set[Any]:
             keys.add((urn, name.split(".")[0]))
         else:
             keys.add(column.split(".")[0])
-    return keys
+    return frozenset(keys)
 
 
-def _merged(current: dict[str, Any], desired: dict[str, Any], provided: set[Any], active: bool | None
+def _merged(current: dict[str, Any], desired: dict[str, Any], provided: frozenset[Any], active: bool | None
             ) -> dict[str, Any]:
     """A PUT body: the current resource with the provided attributes as the file has them (an
     attribute the file provides but leaves empty is removed)."""
