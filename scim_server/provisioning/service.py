@@ -120,6 +120,11 @@ class Provisioning:
         audit.record_many(self.session, self._events)
         self._events = []
 
+    def release(self) -> None:
+        """Drop what the stores keep for the writes that follow (a long unit of work, a sync run,
+        calls it between chunks so memory does not grow with the run)."""
+        self._forget()
+
     def commit(self) -> None:
         self.record_events()
         commit_write(self.session)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from .models import Group, Membership, Source, SyncRun, User, utcnow
@@ -137,6 +137,12 @@ def runs(session: Session, tenant_id: int, source_id: int | None = None, limit: 
 
 def run_by_id(session: Session, tenant_id: int, run_id: str) -> SyncRun | None:
     return session.scalar(select(SyncRun).where(SyncRun.tenant_id == tenant_id, SyncRun.id == run_id))
+
+
+def refresh_statistics(session: Session) -> None:
+    """ANALYZE the tables a sync fills (PostgreSQL; SQLite is steered by its statements)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE users, groups, memberships"))
 
 
 def today() -> dt.datetime:
