@@ -448,7 +448,10 @@ class SnapshotSync:
                     plans.append((row, [{"op": "replace", "path": "active", "value": False}]))
         limit = self._deactivation_limit()
         would = sum(1 for row, _ in plans if row.active)
-        if would > limit and not self.options.dry_run:
+        if would > limit and self.options.dry_run:
+            self.result.message = (f"the deactivation guard would refuse this run: it deactivates {would} users, "
+                                   f"more than the limit of {limit} (see --max-deactivations)")
+        elif would > limit:
             raise Refused(f"this full sync would deactivate {would} users, more than the limit of {limit}: "
                           "check that the file is complete, then run again with --max-deactivations "
                           f"{would} (or a percentage, e.g. --max-deactivations 20%), or use --partial")
