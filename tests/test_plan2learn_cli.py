@@ -112,14 +112,14 @@ def test_changing_department_moves_the_user(api, units, cli):
     assert employment_units(api, user["id"]) == {units["skole"]["id"]}
 
 
-def test_department_without_match_removes_mapped_employment(api, units, cli):
+def test_department_without_match_keeps_the_placement_and_removing_it_ends_it(api, units, cli):
     assert cli("tenant", "set", "acme", "--org-unit-attribute", "department").exit_code == 0
     user = api.create_user("a@k.dk", **{ENTERPRISE: {"department": "SKOLE-1"}})
     ok(api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": f"{ENTERPRISE}:department", "value": "Nowhere"}))
-    assert employment_units(api, user["id"]) == set()
-    assert org_units(api, user["id"]) == set()
-    ok(api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": f"{ENTERPRISE}:department", "value": "SKOLE-1"}))
-    assert employment_units(api, user["id"]) == {units["skole"]["id"]}
+    assert employment_units(api, user["id"]) == {units["skole"]["id"]}  # a typo ends no employment
+    assert org_units(api, user["id"]) == {units["root"]["id"], units["skole"]["id"]}
+    ok(api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": f"{ENTERPRISE}:department", "value": "PLEJE-7"}))
+    assert employment_units(api, user["id"]) == {units["pleje"]["id"]}
     ok(api.patch_ops(f"/Users/{user['id']}", {"op": "remove", "path": f"{ENTERPRISE}:department"}))
     assert employment_units(api, user["id"]) == set()
 
@@ -138,7 +138,7 @@ def test_client_written_employments_are_kept(api, units, cli):
     user = api.create_user("a@k.dk", **{ENTERPRISE: {"department": "SKOLE-1"},
                                         P2L_USER: {"employments": [{"value": units["pleje"]["id"], "title": "SOSU"}]}})
     assert employment_units(api, user["id"]) == {units["skole"]["id"], units["pleje"]["id"]}
-    ok(api.patch_ops(f"/Users/{user['id']}", {"op": "replace", "path": f"{ENTERPRISE}:department", "value": "nope"}))
+    ok(api.patch_ops(f"/Users/{user['id']}", {"op": "remove", "path": f"{ENTERPRISE}:department"}))
     assert employment_units(api, user["id"]) == {units["pleje"]["id"]}
 
 

@@ -25,9 +25,10 @@ def _moment(name: str) -> dt.datetime | None:
         return None
     try:
         value = dt.datetime.fromisoformat(raw)
-    except ValueError as exc:
+        # in UTC, as stored: a moment whose UTC falls outside years 1-9999 is no date-time
+        return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    except (ValueError, OverflowError) as exc:
         raise invalid_value(f"'{name}' must be an ISO 8601 date-time, not {raw!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def event_json(event: AuditEvent) -> dict:

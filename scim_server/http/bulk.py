@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, request
 
 from ..provisioning import bulk
 from ..scim.errors import ScimError
-from .content import json_body, scim_response
+from .content import body_bytes, json_body, scim_response
 from .resources import provisioning
 
 bp = Blueprint("bulk", __name__)
@@ -18,7 +18,7 @@ def bulk_request() -> Response:
     settings = current_app.config["SCIM"]
     size = request.content_length
     if size is None:  # a chunked body: its size is known once read
-        size = len(request.get_data(cache=True))
+        size = len(body_bytes())
     if size > settings.bulk_max_payload_bytes:
         raise ScimError(413, f"A BulkRequest may be at most {settings.bulk_max_payload_bytes} bytes, "
                              f"not {size} (maxPayloadSize in /ServiceProviderConfig)")

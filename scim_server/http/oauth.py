@@ -18,7 +18,7 @@ import datetime as dt
 import secrets
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError, TokenMixin, grants
+from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError, InvalidScopeError, TokenMixin, grants
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -103,6 +103,16 @@ class Token(TokenMixin):
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def validate_requested_scope(self) -> None:
+        """A requested scope the client does not hold is ``invalid_scope`` (RFC 6749 §5.2:
+        it "exceeds the scope granted"), not a token with fewer scopes or none; a request
+        without ``scope`` gets all the client's."""
+        super().validate_requested_scope()  # scopes this server does not know
+        held = set(self.request.client.row.scope.split())
+        missing = [s for s in (self.request.payload.scope or "").split() if s not in held]
+        if missing:
+            raise InvalidScopeError(description=f"The client does not hold the scope(s) {' '.join(missing)}")
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):

@@ -24,7 +24,7 @@ from ..sync.engine import SnapshotSync, SyncOptions, SyncResult, parse_limit, ru
 from ..sync.mapping import SyncRefused
 from ..sync.scim_input import records_from_json
 from .auth import require_token
-from .content import json_body, scim_response
+from .content import body_bytes, json_body, scim_response
 from .context import base_url, server_url
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def _options(source_name: str) -> SyncOptions:
                           max_deactivations=limit)
     kind = (request.mimetype or "").lower()
     if kind in ("text/csv", "application/csv"):
-        options.users_file = request.get_data(cache=False) or b""
+        options.users_file = body_bytes(cache=False) or b""
     elif kind == "multipart/form-data":
         files = {name: part.read() for name, part in request.files.items() if name in ("users", "units")}
         if not files:

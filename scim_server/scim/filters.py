@@ -36,6 +36,10 @@ SQL = ColumnElement[Any]
 
 _ORDERING = {"gt", "ge", "lt", "le"}
 _SUBSTRING = {"co", "sw", "ew"}
+#: The longest value a filter compares with, in characters, on every database. SQLite refuses
+#: a LIKE pattern over 50,000 bytes (SQLITE_MAX_LIKE_PATTERN_LENGTH): 10,000 characters of up
+#: to four UTF-8 bytes each, with co's two wildcards, stay below it.
+MAX_VALUE_LENGTH = 10_000
 
 
 class Element(Protocol):
@@ -249,6 +253,9 @@ class FilterCompiler:
         return value
 
     def _typed_value(self, expr: SQL, attr: Attribute, op: str, raw: Any) -> Any:
+        if len(raw) > MAX_VALUE_LENGTH:
+            raise invalid_filter(f"A filter value may be at most {MAX_VALUE_LENGTH} characters long, "
+                                 f"not {len(raw)} (compared with '{attr.path}')")
         kind = attr.type
         if kind == "boolean":
             if isinstance(raw, QuotedString) or raw not in ("true", "false"):

@@ -16,6 +16,8 @@ from typing import Any
 
 from scim2_filter_parser import ast
 
+from .. import jsontext
+from .errors import invalid_value
 from .filter_parser import parse_path
 from .schemas import ENTERPRISE_USER, Attribute, ResourceType
 from .value_filter import matches
@@ -193,7 +195,9 @@ def roles_as_json_strings(op: RawOp, ctx: Context) -> list[RawOp]:
         inner = item.get("value") if isinstance(item, dict) else None
         if isinstance(inner, str) and inner.strip().startswith("{"):
             try:
-                role = json.loads(inner)
+                role = jsontext.loads_bounded(inner)
+            except jsontext.TooDeep as exc:
+                raise invalid_value(f"A role sent as JSON text is too deeply nested: {exc}") from exc
             except ValueError:
                 decoded.append(item)
                 continue

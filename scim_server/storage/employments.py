@@ -83,16 +83,21 @@ class EmploymentRows:
             Membership.user_id == self.user.id, Membership.group_id.in_(list(wanted)))))
         if any(item.get("primary") for item in wanted.values()):
             self._clear_primary()
+        merged = []  # existing employments given one date: the other is the stored one
         for unit_id, item in wanted.items():
             values_ = self.columns(item)
             if unit_id in existing:
                 self.session.execute(update(Membership).where(
                     Membership.user_id == self.user.id, Membership.group_id == unit_id).values(**values_)
                     .execution_options(synchronize_session=False))
+                if ("start_date" in values_) != ("end_date" in values_):
+                    merged.append(unit_id)
             else:
                 self.session.execute(insert(Membership).values(
                     tenant_id=self.tenant_id, group_id=unit_id, user_id=self.user.id, created=utcnow(),
                     **{"is_primary": False, **values_}))
+        if merged:
+            self._check_dates(self._mine() & Membership.group_id.in_(merged))
         self.changed = True
 
     def replace(self, values: list[dict[str, Any]]) -> None:
@@ -116,12 +121,18 @@ class EmploymentRows:
             loaded = bool(loaded)
             if loaded:
                 self._clear_primary()
+        dated = None
+        if column in ("start_date", "end_date") and loaded is not None:
+            # the employments the path selects now (a filter on the date may not select them after)
+            dated = list(self.session.scalars(select(Membership.group_id).where(self._where(value_filter))))
         result = self.session.execute(update(Membership).where(self._where(value_filter))
                                       .values({column: loaded}).execution_options(synchronize_session=False))
         if result.rowcount == 0:
             raise no_target("No employment matches the path")
         if column == "is_primary" and loaded and result.rowcount > 1:
             raise invalid_value("At most one employment may be primary")
+        if dated:
+            self._check_dates(self._mine() & Membership.group_id.in_(dated))
         self.changed = True
 
     def remove_sub(self, value_filter, sub: Attribute) -> None:
@@ -137,14 +148,32 @@ class EmploymentRows:
         self.session.execute(update(Membership).where(self._mine(), Membership.is_primary)
                              .values(is_primary=False).execution_options(synchronize_session=False))
 
+    def _check_dates(self, condition) -> None:
+        """After a write that set one date of employments whose other date is stored: none of
+        them may end before it starts (the request's transaction is then rolled back)."""
+        wrong = self.session.execute(select(Membership.group_id, Membership.start_date, Membership.end_date)
+                                     .where(condition, Membership.end_date < Membership.start_date).limit(1)).first()
+        if wrong is not None:
+            raise _ends_before_start(wrong.group_id, wrong.start_date, wrong.end_date)
+
     @staticmethod
     def columns(item: dict[str, Any]) -> dict[str, Any]:
-        """An employment's sub-attributes as membership columns (those given; ``source`` cleared)."""
+        """An employment's sub-attributes as membership columns (those given; ``source`` cleared).
+        Raises 400 invalidValue when its endDate lies before its startDate."""
         out: dict[str, Any] = {}
         for sub, column in COLUMNS.items():
             if sub in item:
                 value = _fitting(sub, item[sub])
                 out[column] = parse_datetime(value) if column in ("start_date", "end_date") else value
+        start, end = out.get("start_date"), out.get("end_date")
+        if start is not None and end is not None and end < start:
+            raise _ends_before_start(item.get("value"), start, end)
         out.setdefault("source", None)
         return out
+
+
+def _ends_before_start(unit_id: str | None, start: dt.datetime, end: dt.datetime) -> Exception:
+    return invalid_value(f"The employment in org unit {unit_id} ends ({marshal.format_datetime(end)}) "
+                         f"before it starts ({marshal.format_datetime(start)}): endDate may not lie "
+                         "before startDate")
 

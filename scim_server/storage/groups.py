@@ -115,10 +115,13 @@ class GroupStore(ResourceStore):
     def _check_unit_code(self, row: Group) -> None:
         if row.unit_code is None:
             return
-        clash = self.session.scalar(select(Group.id).where(
-            Group.tenant_id == self.tenant_id, Group.unit_code == row.unit_code, Group.id != row.id))
+        # case-insensitively, folded by the database on both sides as its unique index folds
+        clash = self.session.scalar(select(Group.unit_code).where(
+            Group.tenant_id == self.tenant_id, func.lower(Group.unit_code) == func.lower(row.unit_code),
+            Group.id != row.id))
         if clash is not None:
-            raise uniqueness(f"unitCode '{row.unit_code}' is already used by another org unit")
+            spelt = f" (as '{clash}': unitCodes are compared case-insensitively)" if clash != row.unit_code else ""
+            raise uniqueness(f"unitCode '{row.unit_code}' is already used by another org unit{spelt}")
 
     def update(self, row: Group, doc: dict[str, Any]) -> None:
         tree_changed = self._write(row, doc)

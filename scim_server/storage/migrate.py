@@ -15,6 +15,11 @@ from .db import normalise_url
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
+class MigrationRefused(RuntimeError):
+    """A migration cannot apply to the data as it is; the message says what to change
+    first. It changed nothing (its checks run before its first change)."""
+
+
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -318,5 +318,6 @@ Index("ix_groups_tenant_display_name", Group.tenant_id, func.lower(Group.display
 # a source's users, matched on externalId (the source's key)
 Index("ix_users_source_external_id", User.source_id, User.external_id)
 Index("ix_groups_source", Group.source_id)
-# unitCode is unique per tenant (NULLs, i.e. plain groups, do not collide).
-Index("uq_groups_tenant_unit_code", Group.tenant_id, Group.unit_code, unique=True)
+# unitCode is unique per tenant, case-insensitively as userName (NULLs, i.e. plain groups, do
+# not collide); ``unitCode eq`` (caseExact false) compiles to the same lower() expression.
+Index("uq_groups_tenant_unit_code", Group.tenant_id, func.lower(Group.unit_code), unique=True)

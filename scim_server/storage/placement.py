@@ -5,11 +5,14 @@ plan2learn employments. A tenant setting (``org_unit_attribute``, changed with
 ``scim-server tenant set``) names the enterprise attribute; the user is then
 employed in the org unit whose unitCode or displayName equals its value
 (case-insensitively). Such employments are marked ``source = "mapped"`` and
-follow the attribute: a new department moves the user, no match removes it.
+follow the attribute: a new department moves the user, and an empty or removed one
+ends the placement. A value that matches no org unit (a typo, a unit not created yet)
+keeps the placement as it was and logs a warning naming the user and the value.
 Employments written by clients are never touched.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select
@@ -21,6 +24,7 @@ from .models import Group, Membership, Tenant, User, utcnow
 
 MAPPED = "mapped"
 ATTRIBUTES = ("department", "costCenter", "division", "organization")
+log = logging.getLogger(__name__)
 
 
 def tenant_attribute(session: Session, tenant_id: int, settings: dict[str, Any] | None = None) -> str | None:
@@ -48,6 +52,10 @@ def place(session: Session, tenant_id: int, user: User, doc: dict[str, Any],
                                    or_(func.lower(Group.unit_code) == wanted,
                                        func.lower(Group.display_name) == wanted))
             .order_by((func.lower(Group.unit_code) == wanted).desc(), Group.created).limit(1))
+        if unit_id is None:
+            log.warning("%s %r of user %s (%s) matches no org unit of tenant %s: the user's placement is "
+                        "kept as it was", attribute, value, user.id, user.user_name, tenant_id)
+            return False
     current = session.execute(select(Membership.id, Membership.group_id).where(
         Membership.user_id == user.id, Membership.source == MAPPED)).all()
     if [g for _, g in current] == ([unit_id] if unit_id else []):
