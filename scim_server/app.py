@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 
 from .config import Settings
-from .http import admin, bulk, context, discovery, errors, oauth, requestlog, resources, sync
+from .http import admin, bulk, context, discovery, errors, health, metrics, oauth, requestlog, resources, sync
 from .scim.schemas import registry
 from .storage.db import make_engine, make_read_session_factory, make_session_factory, read_engine
 
@@ -31,9 +31,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(sync.bp)
     oauth.init_app(app)
-
-    @app.get("/healthz")
-    def healthz():
-        return {"status": "ok"}
-
+    health.init_app(app)  # /healthz, /readyz
+    metrics.init_app(app)  # /metrics, and every request counted
     return app

@@ -260,11 +260,17 @@ class Registry:
 
 
 def default_schema_dir() -> Path:
-    """``$SCIM_SCHEMA_DIR``, else the repository's ``schemas/`` beside the package."""
+    """``$SCIM_SCHEMA_DIR``; else ``scim_server/schemas``, where an installed wheel carries the
+    repository's ``schemas/`` (``setup.py`` maps it there); else, in a source checkout or an
+    editable install, the repository's ``schemas/`` beside the package."""
     configured = os.environ.get(SCHEMA_DIR_ENV)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parent.parent.parent / "schemas"
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "schemas"
+    if installed.is_dir():
+        return installed
+    return package.parent / "schemas"
 
 
 _registry: Registry | None = None
