@@ -48,8 +48,10 @@ def app():
             conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
         engine.dispose()
     upgrade(url)
+    # no default rate limit: the suite sends far more than 200 requests/s per tenant (tenant ids
+    # recur from test to test); tests/test_rate_limits.py turns limits on where it tests them
     application = create_app(Settings.from_env(database_url=url, public_base_url=None,
-                                               token_cache_seconds=0))
+                                               token_cache_seconds=0, rate_limit_per_second=0))
     application.config["TESTING"] = True
     yield application
     application.extensions["scim_engine"].dispose()

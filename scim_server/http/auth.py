@@ -151,6 +151,9 @@ def require_token(scope: str) -> AuthenticatedToken:
                             'error="invalid_token"') from exc
     g.token = token
     audit.current.set(audit.Actor(token.actor, g.get("request_id")))
+    # over the tenant's (or this caller's) rate limit: 429, before any database work of the request
+    from .ratelimit import check as check_rate_limit
+    check_rate_limit(token)
     return token
 
 
