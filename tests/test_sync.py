@@ -931,3 +931,17 @@ def test_sync_needs_a_file_and_a_known_tenant(api, cli, tmp_path):
     result = cli("sync", "--tenant", "nosuch", "--source", "hr", "--users", users_file(tmp_path, PEOPLE))
     assert result.exit_code != 0 and "Traceback" not in result.output
 
+
+
+def test_a_future_starter_who_drops_out_loses_the_employment_that_never_began(api, cli, tmp_path):
+    """An employment that has not started cannot end before it starts: a future starter missing
+    from the next full snapshot loses it (no row error), and stays inactive."""
+    starter = ["3001", "new@acme.dk", "Ny", "Start", "", "", "SKOLE", "", "2999-01-01"]
+    full_sync(cli, tmp_path, [*PEOPLE, starter])
+    assert user(api, "new@acme.dk")["active"] is False
+    result = full_sync(cli, tmp_path, PEOPLE)
+    assert result.exit_code == 0, result.output
+    assert counts(result)["errors"] == 0
+    gone = user(api, "new@acme.dk")
+    assert gone["active"] is False and not employments(gone)
+    assert counts(full_sync(cli, tmp_path, PEOPLE))["updated"] == 0

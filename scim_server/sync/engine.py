@@ -440,10 +440,7 @@ class SnapshotSync:
                 jobs = (state.get(P2L_USER) or {}).get("employments") or []
                 open_jobs = [j for j in jobs if not j.get("endDate") or parse_datetime(j["endDate"]) > today]
                 if open_jobs:
-                    end = format_datetime(today)
-                    plans.append((row, [{"op": "replace", "value": end, "path":
-                                         f'{P2L_USER}:employments[value eq "{j["value"]}"].endDate'}
-                                        for j in open_jobs]))
+                    plans.append((row, _ending(open_jobs, today, len(open_jobs) == len(jobs) and row.active)))
                 elif not jobs and row.active:
                     plans.append((row, [{"op": "replace", "path": "active", "value": False}]))
         limit = self._deactivation_limit()
@@ -473,6 +470,21 @@ class SnapshotSync:
         if text is None:
             return max(10, active * 5 // 100)
         return parse_limit(str(text), active)
+
+
+def _ending(jobs: list[dict[str, Any]], today: dt.datetime, deactivate: bool) -> list[dict[str, Any]]:
+    """PATCH operations that end a leaver's open employments today. One that has not started
+    yet cannot end before it starts: it is removed; a leaver left with no employment at all is
+    deactivated as an external user is."""
+    started = [j for j in jobs if not j.get("startDate") or parse_datetime(j["startDate"]) <= today]
+    operations: list[dict[str, Any]] = [
+        {"op": "remove", "path": f'{P2L_USER}:employments[value eq "{j["value"]}"]'}
+        for j in jobs if j not in started]
+    operations += [{"op": "replace", "value": format_datetime(today),
+                    "path": f'{P2L_USER}:employments[value eq "{j["value"]}"].endDate'} for j in started]
+    if deactivate and not started:
+        operations.append({"op": "replace", "path": "active", "value": False})
+    return operations
 
 
 def parse_limit(text: str, active: int) -> int:
