@@ -9,9 +9,27 @@ import os
 from dataclasses import dataclass, field
 
 
-def _env_int(name: str, default: int) -> int:
+class ConfigError(ValueError):
+    """A setting in the environment that cannot be used (the message names it and says why)."""
+
+
+#: the largest number a setting may hold unless it says otherwise (PostgreSQL's integer)
+_MAX_INT = 2**31 - 1
+
+
+def _env_int(name: str, default: int, minimum: int = 0, maximum: int = _MAX_INT) -> int:
+    """An integer setting from the environment, ``default`` when unset or empty; anything that
+    is not a whole number from ``minimum`` to ``maximum`` is a ``ConfigError``."""
     raw = os.environ.get(name)
-    return int(raw) if raw not in (None, "") else default
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be from {minimum} to {maximum}, not {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,15 @@ class Settings:
     access_token_seconds: int = 3600
     #: Trust X-Forwarded-Proto/Host (set false when not behind a proxy you control).
     trust_forwarded_headers: bool = True
+    #: Requests per second one tenant may send, all its tokens together (0: no limit; over it: 429).
+    #: A tenant's own ``rate_limit`` setting overrides these three (``scim-server tenant rate-limit``).
+    rate_limit_per_second: int = field(default_factory=lambda: _env_int("SCIM_RATE_LIMIT_PER_SECOND", 200))
+    #: Requests a tenant may send at once beyond that rate (the size of its token bucket).
+    rate_limit_burst: int = field(default_factory=lambda: _env_int("SCIM_RATE_LIMIT_BURST", 400))
+    #: The share of the tenant's rate and burst one token, OAuth client or JWT subject may use, in percent.
+    rate_limit_token_percent: int = field(default_factory=lambda: _env_int("SCIM_RATE_LIMIT_TOKEN_PERCENT", 50, 1, 100))
+    #: Bearer token that ``GET /metrics`` requires when set; when unset, /metrics answers loopback clients only.
+    metrics_token: str | None = field(default_factory=lambda: os.environ.get("SCIM_METRICS_TOKEN") or None)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -55,17 +82,17 @@ class Settings:
             database_url=os.environ.get("SCIM_DATABASE_URL") or cls.database_url,
             base_path=(os.environ.get("SCIM_BASE_PATH") or cls.base_path).rstrip("/") or "",
             public_base_url=(os.environ.get("SCIM_PUBLIC_BASE_URL") or "").rstrip("/") or None,
-            max_page_size=_env_int("SCIM_MAX_PAGE_SIZE", cls.max_page_size),
-            default_page_size=_env_int("SCIM_DEFAULT_PAGE_SIZE", cls.default_page_size),
-            cursor_timeout=_env_int("SCIM_CURSOR_TIMEOUT", cls.cursor_timeout),
-            max_body_bytes=_env_int("SCIM_MAX_BODY_BYTES", cls.max_body_bytes),
-            max_patch_operations=_env_int("SCIM_MAX_PATCH_OPERATIONS", cls.max_patch_operations),
-            bulk_max_operations=_env_int("SCIM_BULK_MAX_OPERATIONS", cls.bulk_max_operations),
-            bulk_max_payload_bytes=_env_int("SCIM_BULK_MAX_PAYLOAD_BYTES", cls.bulk_max_payload_bytes),
-            sync_max_bytes=_env_int("SCIM_SYNC_MAX_BYTES", cls.sync_max_bytes),
-            sync_inline_bytes=_env_int("SCIM_SYNC_INLINE_BYTES", cls.sync_inline_bytes),
+            max_page_size=_env_int("SCIM_MAX_PAGE_SIZE", cls.max_page_size, 1),
+            default_page_size=_env_int("SCIM_DEFAULT_PAGE_SIZE", cls.default_page_size, 1),
+            cursor_timeout=_env_int("SCIM_CURSOR_TIMEOUT", cls.cursor_timeout, 1),
+            max_body_bytes=_env_int("SCIM_MAX_BODY_BYTES", cls.max_body_bytes, 1),
+            max_patch_operations=_env_int("SCIM_MAX_PATCH_OPERATIONS", cls.max_patch_operations, 1),
+            bulk_max_operations=_env_int("SCIM_BULK_MAX_OPERATIONS", cls.bulk_max_operations, 1),
+            bulk_max_payload_bytes=_env_int("SCIM_BULK_MAX_PAYLOAD_BYTES", cls.bulk_max_payload_bytes, 1),
+            sync_max_bytes=_env_int("SCIM_SYNC_MAX_BYTES", cls.sync_max_bytes, 1, 2**40),
+            sync_inline_bytes=_env_int("SCIM_SYNC_INLINE_BYTES", cls.sync_inline_bytes, 0, 2**40),
             token_cache_seconds=_env_int("SCIM_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
-            access_token_seconds=_env_int("SCIM_ACCESS_TOKEN_SECONDS", cls.access_token_seconds),
+            access_token_seconds=_env_int("SCIM_ACCESS_TOKEN_SECONDS", cls.access_token_seconds, 1),
             trust_forwarded_headers=os.environ.get("SCIM_TRUST_FORWARDED_HEADERS", "1") not in ("0", "false"),
         )
         values.update(overrides)

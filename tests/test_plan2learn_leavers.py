@@ -1,9 +1,12 @@
 """Leavers and starters: ``active`` follows employment dates, through the HTTP
-API and ``scim-server deactivate-leavers``."""
+API and ``scim-server deactivate-leavers``.
+
+No test waits for a date to pass: an employment ends (or starts) an hour from now, so the API
+sees it in the future, and ``deactivate-leavers --now`` (a hidden option, for tests) is told a
+clock past it."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -26,15 +29,15 @@ def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def soon(seconds: int = 2) -> tuple[str, dt.datetime]:
-    moment = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds + 1)).replace(microsecond=0)
+def soon(seconds: int = 3600) -> tuple[str, dt.datetime]:
+    """A moment in the near future: (ISO 8601 text, the moment)."""
+    moment = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).replace(microsecond=0)
     return iso(moment), moment
 
 
-def wait_until(moment: dt.datetime) -> None:
-    delay = (moment - dt.datetime.now(dt.UTC)).total_seconds() + 0.3
-    if delay > 0:
-        time.sleep(delay)
+def after(moment: dt.datetime) -> str:
+    """The clock to give ``deactivate-leavers --now``: a minute past ``moment``."""
+    return iso(moment + dt.timedelta(minutes=1))
 
 
 def active(api, user_id) -> bool:
@@ -206,17 +209,23 @@ def test_deactivate_leavers_when_end_date_passes_and_is_idempotent(api, units, c
     leaver = hire(api, "leaver@k.dk", {"value": units["a"]["id"], "endDate": end}, displayName="Søren Ørsted")
     staff = hire(api, "staff@k.dk", {"value": units["a"]["id"]})
     assert leaver["active"] is True
-    wait_until(moment)
     staff_version = version(api, staff["id"])
-    first = cli("deactivate-leavers")
+    early = cli("deactivate-leavers")  # the real clock: the end date has not passed
+    assert early.exit_code == 0, early.output
+    assert "leaver@k.dk" not in early.stdout
+    assert active(api, leaver["id"]) is True
+    first = cli("deactivate-leavers", "--now", after(moment))
     assert first.exit_code == 0, first.output
     assert "leaver@k.dk" in first.stdout and leaver["id"] in first.stdout
     assert "staff@k.dk" not in first.stdout
     assert active(api, leaver["id"]) is False
+    modified = get(api, f"/Users/{leaver['id']}")["meta"]["lastModified"]
+    assert dt.datetime.fromisoformat(modified.replace("Z", "+00:00")) <= dt.datetime.now(dt.UTC), \
+        "lastModified is when the row changed, not the clock the job was told"
     assert active(api, staff["id"]) is True
     assert version(api, staff["id"]) == staff_version
     leaver_version = version(api, leaver["id"])
-    second = cli("deactivate-leavers")
+    second = cli("deactivate-leavers", "--now", after(moment))
     assert second.exit_code == 0, second.output
     assert "leaver@k.dk" not in second.stdout
     assert second.stdout.strip() == ""
@@ -232,12 +241,11 @@ def test_future_starter_activated_when_start_date_arrives(api, units, cli):
     early = cli("deactivate-leavers")
     assert early.exit_code == 0, early.output
     assert active(api, starter["id"]) is False
-    wait_until(moment)
-    result = cli("deactivate-leavers")
+    result = cli("deactivate-leavers", "--now", after(moment))
     assert result.exit_code == 0, result.output
     assert "starter@k.dk" in result.stdout
     assert active(api, starter["id"]) is True
-    again = cli("deactivate-leavers")
+    again = cli("deactivate-leavers", "--now", after(moment))
     assert "starter@k.dk" not in again.stdout
     assert active(api, starter["id"]) is True
 
@@ -245,12 +253,11 @@ def test_future_starter_activated_when_start_date_arrives(api, units, cli):
 def test_deactivate_leavers_dry_run_changes_nothing(api, units, cli):
     end, moment = soon(2)
     leaver = hire(api, "leaver@k.dk", {"value": units["a"]["id"], "endDate": end})
-    wait_until(moment)
-    dry = cli("deactivate-leavers", "--dry-run")
+    dry = cli("deactivate-leavers", "--dry-run", "--now", after(moment))
     assert dry.exit_code == 0, dry.output
     assert "leaver@k.dk" in dry.stdout
     assert active(api, leaver["id"]) is True
-    real = cli("deactivate-leavers")
+    real = cli("deactivate-leavers", "--now", after(moment))
     assert "leaver@k.dk" in real.stdout
     assert active(api, leaver["id"]) is False
 
@@ -260,13 +267,12 @@ def test_deactivate_leavers_for_one_tenant(api, other_api, units, cli):
     end, moment = soon(2)
     mine = hire(api, "mine@k.dk", {"value": units["a"]["id"], "endDate": end})
     theirs = hire(other_api, "theirs@globex.com", {"value": other_unit["id"], "endDate": end})
-    wait_until(moment)
-    result = cli("deactivate-leavers", "--tenant", "acme")
+    result = cli("deactivate-leavers", "--tenant", "acme", "--now", after(moment))
     assert result.exit_code == 0, result.output
     assert "mine@k.dk" in result.stdout and "theirs@globex.com" not in result.stdout
     assert active(api, mine["id"]) is False
     assert active(other_api, theirs["id"]) is True
-    cli("deactivate-leavers")
+    cli("deactivate-leavers", "--now", after(moment))
     assert active(other_api, theirs["id"]) is False
 
 
@@ -276,9 +282,8 @@ def test_external_users_are_never_touched(api, units, cli):
     end, moment = soon(2)
     hire(api, "leaver@k.dk", {"value": units["a"]["id"], "endDate": end})
     before = {u["id"]: version(api, u["id"]) for u in (ext_on, ext_off)}
-    wait_until(moment)
     for _ in range(2):
-        result = cli("deactivate-leavers")
+        result = cli("deactivate-leavers", "--now", after(moment))
         assert result.exit_code == 0, result.output
         assert "borger@example.dk" not in result.stdout and "frivillig@example.dk" not in result.stdout
     assert active(api, ext_on["id"]) is True

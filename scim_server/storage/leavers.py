@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from .. import telemetry
 from . import audit
 from .models import Group, Membership, User, utcnow
 
@@ -43,6 +44,8 @@ def evaluate(session: Session, *, tenant_id: int | None = None, user_ids: list[s
     """Apply the employment rule to the given users (or every user with employments).
 
     ``force``: the users' employments just changed, so apply the rule even if the state did not.
+    ``now``: the moment the dates are compared with (the current time unless given: tests give
+    one, through ``deactivate-leavers --now``, instead of waiting for a date to pass).
     """
     if user_ids is not None and not user_ids:
         return []
@@ -83,8 +86,9 @@ def evaluate(session: Session, *, tenant_id: int | None = None, user_ids: list[s
             same.setdefault((change.state, change.active), []).append(change.user_id)
         for (state, active), ids in same.items():
             values: dict = {"employment_state": state}
-            if active is not None:
-                values.update(active=active, version=User.version + 1, last_modified=now)
+            if active is not None:  # lastModified is when the row changed, whatever clock the rule was given
+                values.update(active=active, version=User.version + 1, last_modified=utcnow())
             session.execute(update(User).where(User.id.in_(ids)).values(**values)
                             .execution_options(synchronize_session=False))
+        telemetry.count_leaver_run(len(changes))
     return changes
