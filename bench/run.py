@@ -149,7 +149,9 @@ class Server:
         cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "scim_server.cli"]
         cmd += ["serve", "--host", HOST, "--port", str(self.port), "--workers", str(workers),
                 "--threads", str(threads)]
-        env = dict(os.environ, SCIM_DATABASE_URL=url, SCIM_BASE_PATH=base_path)
+        # the bench measures how fast the server answers: rate limits off (their own bench is
+        # bench/ratelimit.py), else a load of 16 connections meets the default 200 requests/s
+        env = dict(os.environ, SCIM_DATABASE_URL=url, SCIM_BASE_PATH=base_path, SCIM_RATE_LIMIT_PER_SECOND="0")
         self.log_path = os.path.join(logdir, f"server-{self.port}.log")
         self.log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
