@@ -76,17 +76,13 @@ def unit_usage(session: Session, unit_ids: list[str]) -> dict[str, tuple[int, in
     return {u: (people.get(u, 0), children.get(u, 0)) for u in unit_ids}
 
 
-def owned_user_ids(session: Session, source_id: int, page: int = 2000) -> Iterator[list[tuple[str, str | None]]]:
-    """The source's users as pages of (id, externalId), in id order (keyset: no page reads the
-    ones before it)."""
-    last = ""
-    while True:
-        rows = session.execute(select(User.id, User.external_id).where(User.source_id == source_id, User.id > last)
-                               .order_by(User.id).limit(page)).all()
-        if not rows:
-            return
+def owned_user_ids(session: Session, source_id: int, page: int = 5000) -> Iterator[list[tuple[str, str | None]]]:
+    """The source's users as pages of (id, externalId): one statement on the source's index,
+    streamed in pages (no ORDER BY: a sort of every row for each page cost more than the rest)."""
+    result = session.execute(select(User.id, User.external_id).where(User.source_id == source_id)
+                             .execution_options(yield_per=page))
+    for rows in result.partitions():
         yield [(r.id, r.external_id) for r in rows]
-        last = rows[-1].id
 
 
 def active_users(session: Session, source_id: int) -> int:
