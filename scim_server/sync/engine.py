@@ -273,7 +273,8 @@ class SnapshotSync:
             return
         gone = [u for key, u in self.units.items() if u.source_id == self.source_id and key not in in_file]
         usage = sources.unit_usage(self.session, [u.id for u in gone])
-        for unit in sorted(gone, key=lambda u: -_depth(u, self.units)):  # children first
+        by_id = {u.id: u for u in self.units.values()}
+        for unit in sorted(gone, key=lambda u: -_depth(u, by_id)):  # children first
             people, children = usage[unit.id]
             if people or children:
                 self._change(f"unit {unit.unit_code}: kept (not in the file, but {people} employed and "
@@ -526,8 +527,8 @@ def _unit_changes(current: sources.OwnedUnit, record: UnitRecord, parent_id: str
     return {path: pair for path, pair in pairs.items() if pair[0] != pair[1]}
 
 
-def _depth(unit: sources.OwnedUnit, units: dict[str, sources.OwnedUnit]) -> int:
-    by_id = {u.id: u for u in units.values()}
+def _depth(unit: sources.OwnedUnit, by_id: dict[str, sources.OwnedUnit]) -> int:
+    """How deep a unit lies below its root (``by_id``: the units by id)."""
     depth, seen = 0, set()
     while unit.parent_id and unit.parent_id in by_id and unit.id not in seen:
         seen.add(unit.id)
