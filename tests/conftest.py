@@ -213,6 +213,17 @@ def assert_scim_error(response, status: int, scim_type: str | None = None) -> di
     return body
 
 
+def another_writer_renames(app, user_id: str, display_name: str) -> None:
+    """Another writer (a connection of its own, outside any request) changes a user and commits:
+    for tests of a write that read the user before this happened (SQLite's deferred write lock)."""
+    raw = app.extensions["scim_engine"].raw_connection()
+    try:
+        raw.execute("UPDATE users SET version = version + 1, display_name = ? WHERE id = ?", (display_name, user_id))
+        raw.commit()
+    finally:
+        raw.close()
+
+
 def get_json(api: ScimClient, path: str) -> dict:
     """GET that must succeed; the parsed body."""
     response = api.get(path)

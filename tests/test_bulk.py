@@ -27,6 +27,7 @@ from conftest import (
     P2L_USER,
     PATCH_OP,
     ScimClient,
+    another_writer_renames,
     assert_scim_error,
     bearer,
     create_unit,
@@ -897,13 +898,7 @@ def test_a_bulk_that_lost_a_race_runs_again(app, api, monkeypatch):
     def update_after_another_writer(store, writes):
         calls.append(len(writes))
         if len(calls) == 1:  # another writer commits between the batch's read and its write
-            raw = app.extensions["scim_engine"].raw_connection()
-            try:
-                raw.execute("UPDATE users SET version = version + 1, display_name = 'Theirs' WHERE id = ?",
-                            (user["id"],))
-                raw.commit()
-            finally:
-                raw.close()
+            another_writer_renames(app, user["id"], "Theirs")
         return real(store, writes)
 
     monkeypatch.setattr(UserStore, "update_many", update_after_another_writer)

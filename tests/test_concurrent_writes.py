@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from conftest import CORE_USER, ENTERPRISE, P2L_GROUP, create_unit
+from conftest import CORE_USER, ENTERPRISE, P2L_GROUP, another_writer_renames, create_unit
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 THREADS = 8
@@ -144,13 +144,7 @@ def test_a_patch_that_lost_the_race_runs_again(app, api, monkeypatch):
     def update_after_another_writer(store, row, doc):
         calls.append(row.version)
         if len(calls) == 1:  # another writer commits between this request's read and its write
-            raw = app.extensions["scim_engine"].raw_connection()
-            try:
-                raw.execute("UPDATE users SET version = version + 1, display_name = 'Theirs' WHERE id = ?",
-                            (user["id"],))
-                raw.commit()
-            finally:
-                raw.close()
+            another_writer_renames(app, user["id"], "Theirs")
         return real_update(store, row, doc)
 
     monkeypatch.setattr(UserStore, "update", update_after_another_writer)
