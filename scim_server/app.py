@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 
 from .config import Settings
-from .http import admin, bulk, context, discovery, errors, health, metrics, oauth, requestlog, resources, sync
+from .http import admin, bulk, context, discovery, errors, health, metrics, oauth, reports, requestlog, resources, sync
 from .scim.schemas import registry
 from .storage.db import make_engine, make_read_session_factory, make_session_factory, read_engine
 
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(discovery.bp, url_prefix=settings.base_path)
     app.register_blueprint(admin.bp)
     app.register_blueprint(sync.bp)
+    app.register_blueprint(reports.bp)
     oauth.init_app(app)
     health.init_app(app)  # /healthz, /readyz
     metrics.init_app(app)  # /metrics, and every request counted

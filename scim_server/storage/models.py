@@ -115,6 +115,9 @@ class BearerToken(Base):
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    #: when the token last authenticated a request, to the minute (written at most once a minute
+    #: per token and worker): the console's overview shows each IdP's and client's last request
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class UsedAssertion(Base):
@@ -191,6 +194,47 @@ class SyncRun(Base):
     #: {"errors": [{file, line, reason}], "conflicts": [...], "changes": [...] (a dry run's diff)}
     report: Mapped[dict[str, Any]] = mapped_column(default=dict)
     message: Mapped[str | None] = mapped_column(String(2000), default=None)
+
+
+class ConsoleAdmin(Base):
+    """A person who signs in to the console: a tenant admin (``tenant_id`` set) sees and acts on
+    that tenant only; an operator (plan2learn staff, ``tenant_id`` NULL) sees every tenant."""
+
+    __tablename__ = "console_admins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: lower-case, unique: one account per e-mail address
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), default=None)
+    #: a slow salted hash (scrypt), never the password
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_sign_in: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class ConsoleSession(Base):
+    """A signed-in browser. The cookie holds a random id; only its SHA-256 is stored, so a
+    database dump signs nobody in. Signing out deletes the row: the cookie is then worthless."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("console_admins.id", ondelete="CASCADE"), index=True)
+    #: the token every form that changes something must carry (CSRF)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+
+
+class SignInFailure(Base):
+    """Failed sign-ins per e-mail address (known or not): each one past a few makes the next
+    attempt wait longer, whichever worker answers."""
+
+    __tablename__ = "console_sign_in_failures"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class User(Base):
@@ -293,6 +337,26 @@ class Membership(Base):
     #: "mapped" when placed by the tenant's department mapping rather than by a client.
     source: Mapped[str | None] = mapped_column(String(20), default=None)
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RequestError(Base):
+    """A request of a tenant's caller that was answered with an error (4xx but 429, or 5xx): what
+    the console's overview counts as the errors of the last 24 hours, and lists. Kept for seven
+    days; the detail is the SCIM error's, which may name a userName (personal data)."""
+
+    __tablename__ = "request_errors"
+    __table_args__ = (Index("ix_request_errors_tenant_at", "tenant_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(300))
+    request_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(500))
+    status: Mapped[int] = mapped_column(Integer)
+    scim_type: Mapped[str | None] = mapped_column(String(50), default=None)
+    detail: Mapped[str | None] = mapped_column(String(1000), default=None)
 
 
 class ServerSecret(Base):
