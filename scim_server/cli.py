@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from .config import ConfigError, Settings
+from .storage import admins as admin_store
 from .storage import audit, clients
 from .storage import tenants as tenant_store
 from .storage.db import make_engine, make_session_factory, normalise_url
@@ -722,6 +723,85 @@ def tenant_rate_limit(name: str, per_second: int | None, burst: int | None, toke
         shown = values.get("rate_limit", "default (SCIM_RATE_LIMIT_PER_SECOND, SCIM_RATE_LIMIT_BURST, "
                                          "SCIM_RATE_LIMIT_TOKEN_PERCENT)")
         click.echo(f"tenant {name!r}: rate limit {json.dumps(shown) if isinstance(shown, dict) else shown}", err=True)
+
+
+@main.group()
+def admin() -> None:
+    """Console accounts: tenant admins (one tenant each) and operators (every tenant)."""
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _new_password() -> str:
+    """The new account's password: asked twice, hidden, at a terminal; else the first line of stdin
+    (without its line break), so a script can pipe it in."""
+    if _stdin_is_terminal():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+
+
+@admin.command("create")
+@click.argument("email")
+@click.option("--tenant", "tenant_name", default=None, help="a tenant admin: sees and acts on this tenant only")
+@click.option("--operator", is_flag=True, help="an operator (plan2learn staff): sees every tenant")
+def admin_create(email: str, tenant_name: str | None, operator: bool) -> None:
+    """Create a console account. The password is read from stdin (one line) when it is not a
+    terminal, else asked for twice; it needs at least 12 characters."""
+    if (tenant_name is not None) == operator:
+        raise click.UsageError("give either --tenant NAME (a tenant admin) or --operator, not both, not neither")
+    sessions = _database()
+    try:
+        address = admin_store.normalise_email(email)
+        with sessions() as session:  # the mistakes that need no password, before asking for one
+            if tenant_name is not None:
+                _tenant_or_fail(session, tenant_name)
+            if admin_store.find_admin(session, address) is not None:
+                raise admin_store.AdminError(f"an account for {address} already exists")
+        password = _new_password()
+        with sessions.begin() as session:
+            tenant_id = _tenant_or_fail(session, tenant_name).id if tenant_name is not None else None
+            created = admin_store.create_admin(session, address, password, tenant_id)
+            address = created.email
+    except admin_store.AdminError as exc:
+        raise click.ClickException(str(exc)) from None
+    message = (f"created tenant admin {address} for tenant {tenant_name}" if tenant_name is not None
+               else f"created operator {address}")
+    click.echo(message, err=True)
+    admin_log.warning(message, extra={"fields": {"event": "console account created", "email": address,
+                                                 "tenant": tenant_name}})
+
+
+@admin.command("list")
+def admin_list() -> None:
+    """One tab-separated line per account: e-mail, `operator` or `tenant NAME`, created, last sign-in."""
+    from sqlalchemy import select
+
+    from .storage.models import Tenant
+    sessions = _database()
+    with sessions() as session:
+        names = dict(session.execute(select(Tenant.id, Tenant.name)).all())
+        accounts = admin_store.list_admins(session)
+        for account in accounts:
+            role = "operator" if account.tenant_id is None else f"tenant {names.get(account.tenant_id, '?')}"
+            click.echo(f"{account.email}\t{role}\t{_iso(account.created)}\t{_iso(account.last_sign_in) or '-'}")
+        if not accounts:
+            click.echo(f"no console accounts in {tenant_store.database_label(session.get_bind().url)}", err=True)
+
+
+@admin.command("remove")
+@click.argument("email")
+def admin_remove(email: str) -> None:
+    """Remove a console account; its sessions end with it."""
+    with _database().begin() as session:
+        address = email.strip().lower()
+        if not admin_store.remove_admin(session, address):
+            raise click.ClickException(f"no console account {address!r} in "
+                                       f"{tenant_store.database_label(session.get_bind().url)}")
+    message = f"removed {address}"
+    click.echo(message, err=True)
+    admin_log.warning(message, extra={"fields": {"event": "console account removed", "email": address}})
 
 
 # the sync from HR, payroll and member registers (scim_server/sync)
