@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from . import console
 from .config import Settings
 from .http import admin, bulk, context, discovery, errors, health, metrics, oauth, reports, requestlog, resources, sync
 from .scim.schemas import registry
@@ -34,4 +35,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     oauth.init_app(app)
     health.init_app(app)  # /healthz, /readyz
     metrics.init_app(app)  # /metrics, and every request counted
+    console.init_app(app)  # /console/
     return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from .. import jsontext
@@ -41,6 +41,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
+        console_page = current_app.extensions.get("console_error_page")
+        if console_page is not None and request.path.startswith("/console/"):
+            return console_page(error)  # the console is for people: an HTML page
         status = error.code or 500
         detail = {
             404: "No such endpoint",

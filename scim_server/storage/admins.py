@@ -162,6 +162,9 @@ def start_session(session: Session, admin: ConsoleAdmin, now: dt.datetime) -> tu
     cookie_value = secrets.token_urlsafe(32)
     csrf_token = secrets.token_urlsafe(32)
     now = _aware(now)
+    # expired sessions are cleared here, at a sign-in (a write), not when a page finds one: pages
+    # read in a read-only transaction
+    session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= now))
     session.add(ConsoleSession(id_hash=_session_key(cookie_value), admin_id=admin.id, csrf_token=csrf_token,
                                created=now, expires_at=now + SESSION_LIFETIME))
     session.flush()
@@ -176,9 +179,7 @@ def find_session(session: Session, cookie_value: str, now: dt.datetime) -> Signe
     if row is None:
         return None
     if row.expires_at <= _aware(now):
-        session.delete(row)
-        session.flush()
-        return None
+        return None  # deleted by the next sign-in
     admin = session.get(ConsoleAdmin, row.admin_id)
     if admin is None:
         return None

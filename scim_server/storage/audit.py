@@ -86,10 +86,17 @@ def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
 
 # Reading the trail: ``GET /admin/v1/audit`` and ``scim-server audit`` ask the same questions.
 
-def query_events(tenant_id: int, resource: str | None, since, until) -> list:
+def query_events(tenant_id: int, resource: str | None, since, until, *, actor: str | None = None,
+                 operation: str | None = None) -> list:
     """The conditions selecting a tenant's events: of one resource (``resource``), at or after
-    ``since``, before ``until`` (each optional)."""
+    ``since``, before ``until``, by one ``actor`` (``token:<id>``, ``sync:payroll``; a prefix
+    such as ``sync:`` ends with a colon), of one ``operation`` (each optional)."""
     condition = [AuditEvent.tenant_id == tenant_id]
+    if actor:
+        condition.append(AuditEvent.actor.startswith(actor, autoescape=True) if actor.endswith(":")
+                         else AuditEvent.actor == actor)
+    if operation:
+        condition.append(AuditEvent.operation == operation)
     if resource:
         condition.append(AuditEvent.resource_id == resource)
     if since:
@@ -99,17 +106,18 @@ def query_events(tenant_id: int, resource: str | None, since, until) -> list:
     return condition
 
 
-def count_events(session: Session, tenant_id: int, resource: str | None = None, since=None, until=None) -> int:
+def count_events(session: Session, tenant_id: int, resource: str | None = None, since=None, until=None,
+                 **which) -> int:
     """How many of a tenant's events ``query_events`` selects."""
     return session.scalar(select(func.count()).select_from(AuditEvent)
-                          .where(*query_events(tenant_id, resource, since, until)))
+                          .where(*query_events(tenant_id, resource, since, until, **which)))
 
 
 def page_of_events(session: Session, tenant_id: int, resource: str | None = None, since=None, until=None, *,
-                   offset: int = 0, limit: int) -> list[AuditEvent]:
+                   offset: int = 0, limit: int, **which) -> list[AuditEvent]:
     """A page of the events ``query_events`` selects, newest first: ``limit`` of them after
     skipping ``offset``."""
-    statement = (select(AuditEvent).where(*query_events(tenant_id, resource, since, until))
+    statement = (select(AuditEvent).where(*query_events(tenant_id, resource, since, until, **which))
                  .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()))
     if offset:
         statement = statement.offset(offset)

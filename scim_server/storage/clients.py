@@ -55,6 +55,29 @@ def create_client(session: Session, tenant: Tenant, scope: str, description: str
     return client, secret
 
 
+def long_lived_tokens(session: Session, tenant_id: int) -> list[BearerToken]:
+    """A tenant's long-lived bearer tokens (an IdP's "Secret Token"), not OAuth access tokens,
+    revoked ones included, newest first."""
+    return list(session.scalars(select(BearerToken).where(BearerToken.tenant_id == tenant_id,
+                                                          BearerToken.client_id.is_(None))
+                                .order_by(BearerToken.created.desc(), BearerToken.id)))
+
+
+def clients_of(session: Session, tenant_id: int) -> list[OAuthClient]:
+    return list(session.scalars(select(OAuthClient).where(OAuthClient.tenant_id == tenant_id)
+                                .order_by(OAuthClient.created.desc(), OAuthClient.client_id)))
+
+
+def token_of(session: Session, tenant_id: int, token_id: str) -> BearerToken | None:
+    row = session.get(BearerToken, token_id)
+    return row if row is not None and row.tenant_id == tenant_id else None
+
+
+def client_of(session: Session, tenant_id: int, client_id: str) -> OAuthClient | None:
+    row = session.get(OAuthClient, client_id)
+    return row if row is not None and row.tenant_id == tenant_id else None
+
+
 def find_client(session: Session, client_id: str) -> OAuthClient | None:
     client = session.get(OAuthClient, client_id)
     return client if client is not None and client.revoked_at is None else None

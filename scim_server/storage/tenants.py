@@ -105,6 +105,14 @@ def get_tenant(session: Session, name: str) -> Tenant:
     return tenant
 
 
+def tenant_name(session: Session, tenant_id: int) -> str | None:
+    return session.scalar(select(Tenant.name).where(Tenant.id == tenant_id))
+
+
+def tenant_names(session: Session) -> list[str]:
+    return list(session.scalars(select(Tenant.name).order_by(Tenant.name)))
+
+
 def create_token(session: Session, tenant: Tenant, description: str = "",
                  scope: str = "scim:read scim:write", expires_at: dt.datetime | None = None) -> str:
     """Create a bearer token and return it; only its hash is stored."""

@@ -1,0 +1,83 @@
+"""Access: the tenant's bearer tokens and OAuth clients; create one (its secret is shown once,
+on the page that answers the form, and never stored) or revoke one."""
+from __future__ import annotations
+
+from flask import Response, abort, g, redirect, render_template, request, url_for
+
+from ..http.context import commit
+from ..storage import clients, tenants
+from . import auth
+from .blueprint import bp
+from .i18n import gettext
+
+SCOPES = ("scim:read scim:write", "scim:read", "audit:read", "sync:write")
+
+
+def _page(tenant, shown: dict | None = None, status: int = 200) -> Response:
+    body = render_template("console/access.html", tenant=tenant, shown=shown, scopes=SCOPES,
+                           tokens=clients.long_lived_tokens(g.db, tenant.id),
+                           oauth_clients=clients.clients_of(g.db, tenant.id))
+    return Response(body, status=status, mimetype="text/html")
+
+
+@bp.get("/t/<tenant>/access")
+@auth.signed_in
+def access(tenant: str) -> Response:
+    return _page(auth.tenant_or_404(tenant))
+
+
+def _scope() -> str:
+    scope = request.form.get("scope", "")
+    if scope not in SCOPES:
+        abort(400)
+    return scope
+
+
+@bp.post("/t/<tenant>/access/tokens")
+@auth.signed_in
+def create_token(tenant: str) -> Response:
+    found = auth.tenant_or_404(tenant)
+    auth.check_csrf()
+    description = request.form.get("description", "").strip()[:200]
+    token = tenants.create_token(g.db, found, description, _scope())
+    commit()
+    return _page(found, {"kind": "token", "secret": token,
+                         "note": gettext("Copy the token now: it is not stored and cannot be shown again.")}, 201)
+
+
+@bp.post("/t/<tenant>/access/clients")
+@auth.signed_in
+def create_client(tenant: str) -> Response:
+    found = auth.tenant_or_404(tenant)
+    auth.check_csrf()
+    description = request.form.get("description", "").strip()[:200]
+    client, secret = clients.create_client(g.db, found, _scope(), description)
+    commit()
+    return _page(found, {"kind": "client", "client_id": client.client_id, "secret": secret,
+                         "note": gettext("Copy the secret now: it is not stored and cannot be shown again.")}, 201)
+
+
+@bp.post("/t/<tenant>/access/tokens/<token_id>/revoke")
+@auth.signed_in
+def revoke_token(tenant: str, token_id: str) -> Response:
+    found = auth.tenant_or_404(tenant)
+    auth.check_csrf()
+    row = clients.token_of(g.db, found.id, token_id)
+    if row is None:
+        abort(404)
+    clients.revoke_token(g.db, row)
+    commit()
+    return redirect(url_for("console.access", tenant=found.name))
+
+
+@bp.post("/t/<tenant>/access/clients/<client_id>/revoke")
+@auth.signed_in
+def revoke_client(tenant: str, client_id: str) -> Response:
+    found = auth.tenant_or_404(tenant)
+    auth.check_csrf()
+    row = clients.client_of(g.db, found.id, client_id)
+    if row is None:
+        abort(404)
+    clients.revoke_client(g.db, row)
+    commit()
+    return redirect(url_for("console.access", tenant=found.name))

@@ -1,0 +1,67 @@
+"""People: search, and a person's page with the history of every change to them.
+
+The search box becomes a SCIM filter over userName, displayName, the work e-mail and the
+employee number; an admin who knows SCIM can type a filter of their own. Either runs through
+the same store and filter compiler as ``GET /Users?filter=``, so the console finds exactly
+whom the API finds.
+"""
+from __future__ import annotations
+
+from flask import abort, g, render_template, request
+
+from ..scim import marshal
+from ..scim.errors import ScimError
+from ..scim.projection import Projection
+from ..storage import audit
+from ..storage.stores import TenantScope, open_store
+from . import auth
+from .blueprint import bp, page_param
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def search_filter(query: str) -> str:
+    """The SCIM filter the search box means."""
+    value = _quoted(query)
+    return (f"userName sw {value} or displayName co {value} or emails.value sw {value}"
+            f" or {ENTERPRISE}:employeeNumber eq {value}")
+
+
+def _store(tenant):
+    return open_store(g.db, TenantScope(tenant.id, tenant.settings), "User", request.host_url.rstrip("/"))
+
+
+@bp.get("/t/<tenant>/people")
+@auth.signed_in
+def people(tenant: str) -> str:
+    found = auth.tenant_or_404(tenant)
+    query, scim_filter = request.args.get("q", "").strip(), request.args.get("filter", "").strip()
+    page, error, total, rows = page_param(), None, 0, []
+    expression = scim_filter or (search_filter(query) if query else None)
+    try:
+        total, rows = _store(found).search(expression, "displayName" if expression else "userName", False,
+                                           page.offset + 1, page.size)
+    except ScimError as exc:
+        error = exc.detail
+    return render_template("console/people.html", tenant=found, q=query, filter=scim_filter, error=error,
+                           page=page.with_total(total), people=rows)
+
+
+@bp.get("/t/<tenant>/people/<user_id>")
+@auth.signed_in
+def person(tenant: str, user_id: str) -> str:
+    found = auth.tenant_or_404(tenant)
+    store = _store(found)
+    row = store.get(user_id) if "\x00" not in user_id else None
+    if row is None:
+        abort(404)
+    doc = marshal.dump(store.rt, store.documents([row], Projection(store.rt, None, None))[0])
+    page = page_param(25)
+    total = audit.count_events(g.db, found.id, user_id)
+    events = audit.page_of_events(g.db, found.id, user_id, offset=page.offset, limit=page.size)
+    return render_template("console/person.html", tenant=found, user=doc, row=row, enterprise=ENTERPRISE,
+                           page=page.with_total(total), events=events)
