@@ -50,6 +50,7 @@ from sqlalchemy import String, and_, case, exists, func, literal, or_, select, t
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Select
 
+from ..storage import leavers
 from ..storage.derived import effective_ean
 from ..storage.jsonsql import JsonDialect
 from ..storage.models import Group, Membership, User
@@ -89,12 +90,10 @@ def _employed():
 
 def _employment_states(tenant_id: int, now: dt.datetime):
     """Per user with employments: whether one is in effect now, whether one starts later, the
-    earliest start to come and the latest end date, with ``leavers.evaluate``'s comparisons."""
-    started = or_(Membership.start_date.is_(None), Membership.start_date <= now)
-    not_ended = or_(Membership.end_date.is_(None), Membership.end_date > now)
-    future = Membership.start_date > now
+    earliest start to come and the latest end date, by the leaver rule's own definitions."""
+    future = leavers.starts_later(now)
     return (select(Membership.user_id.label("user_id"),
-                   func.max(case((and_(started, not_ended), 1), else_=0)).label("current"),
+                   func.max(case((leavers.in_effect(now), 1), else_=0)).label("current"),
                    func.max(case((future, 1), else_=0)).label("future"),
                    func.min(case((future, Membership.start_date))).label("next_start"),
                    func.max(Membership.end_date).label("last_end"))

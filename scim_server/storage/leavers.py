@@ -22,12 +22,25 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from .. import telemetry
 from . import audit
 from .models import Group, Membership, User, utcnow
 
 CURRENT, FUTURE, ENDED = "current", "future", "ended"
+
+
+def in_effect(now: dt.datetime, job=Membership) -> ColumnElement[bool]:
+    """An employment is in effect at ``now``: started (or no start date) and not ended (or no end
+    date). The one definition the rule, the data-quality checks and the headcounts share."""
+    return and_(or_(job.start_date.is_(None), job.start_date <= now),
+                or_(job.end_date.is_(None), job.end_date > now))
+
+
+def starts_later(now: dt.datetime, job=Membership) -> ColumnElement[bool]:
+    """An employment that has not started at ``now``."""
+    return job.start_date > now
 
 
 @dataclass(frozen=True)
@@ -50,10 +63,8 @@ def evaluate(session: Session, *, tenant_id: int | None = None, user_ids: list[s
     if user_ids is not None and not user_ids:
         return []
     now = now or utcnow()
-    started = or_(Membership.start_date.is_(None), Membership.start_date <= now)
-    not_ended = or_(Membership.end_date.is_(None), Membership.end_date > now)
-    has_current = func.max(case((and_(started, not_ended), 1), else_=0))
-    has_future = func.max(case((Membership.start_date > now, 1), else_=0))
+    has_current = func.max(case((in_effect(now), 1), else_=0))
+    has_future = func.max(case((starts_later(now), 1), else_=0))
     query = (select(User.id, User.user_name, User.tenant_id, User.active, User.employment_state,
                     has_current, has_future)
              .join(Membership, Membership.user_id == User.id)
