@@ -28,7 +28,7 @@ def quality_check(tenant: str, check: str) -> str:
     if check not in quality_report.CHECKS:
         abort(404)
     now, page = utcnow(), page_param()
-    total = quality_report.counts(g.db, found.id, now)[check]
+    total = quality_report.count(g.db, found.id, check, now)
     rows = quality_report.findings(g.db, found.id, check, now, offset=page.offset, limit=page.size)
     return render_template("console/quality_check.html", tenant=found, check=check, findings=rows,
                            page=page.with_total(total))
