@@ -186,16 +186,27 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool) -> None:
     click.echo(f"database: {tenant_store.database_label(settings.database_url)}", err=True)
     upgrade(settings.database_url)
     if demo:
-        token = _demo_tenant(settings)
+        token, password = _demo_tenant(settings)
         public = settings.public_base_url or f"http://{host}:{port}{settings.base_path}"
         click.echo(f"SCIM base URL: {public}", err=True)
         click.echo(f"Bearer token:  {token}", err=True)
         click.echo(f"Try: curl -H 'Authorization: Bearer {token}' {public}/Users", err=True)
+        console = public.removesuffix(settings.base_path) + "/console/"
+        click.echo(f"Console:       {console}  (sign in as {DEMO_ADMIN} / {password})", err=True)
     from .serving import run_gunicorn
     run_gunicorn(host, port, workers or min(8, 2 * (os.cpu_count() or 1)), threads)
 
 
-def _demo_tenant(settings: Settings) -> str:
+#: the demo tenant's console admin, whose password ``serve --demo`` makes anew at every start
+DEMO_ADMIN = "admin@demo.example"
+
+
+def _demo_tenant(settings: Settings) -> tuple[str, str]:
+    """The demo tenant (made and loaded if missing): a fresh bearer token, and a fresh password
+    for its console admin."""
+    import secrets
+
+    from .storage import admins
     sessions = _sessions(settings)
     with sessions.begin() as session:
         try:
@@ -203,7 +214,10 @@ def _demo_tenant(settings: Settings) -> str:
         except tenant_store.TenantError:
             tenant = tenant_store.create_tenant(session, "demo")
             _load_demo(session, tenant.id)
-        return tenant_store.create_token(session, tenant, description="demo (scim-server serve --demo)")
+        password = secrets.token_urlsafe(12)
+        admins.remove_admin(session, DEMO_ADMIN)
+        admins.create_admin(session, DEMO_ADMIN, password, tenant.id)
+        return tenant_store.create_token(session, tenant, description="demo (scim-server serve --demo)"), password
 
 
 def _load_demo(session, tenant_id: int, employees: int = 3000, externals: int = 300, seed: int = 2026) -> None:

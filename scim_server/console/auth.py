@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from flask import abort, current_app, g, redirect, request, url_for
 
-from ..http.context import commit
+from ..http.context import commit, server_url
 from ..storage import admins, tenants
 from ..storage.models import Tenant, utcnow
 
@@ -92,8 +92,12 @@ def check_sign_in_token() -> bool:
 
 
 def set_cookie(response, name: str, value: str, max_age: int | None) -> None:
-    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Lax",
-                        secure=request.is_secure, path="/console")
+    """A console cookie: never readable by scripts, not sent on other sites' posts, and Secure
+    whenever the browser reached us over HTTPS (directly, or through a proxy whose
+    ``X-Forwarded-Proto`` we trust, as the server's other absolute URLs do)."""
+    secure = request.is_secure or server_url().startswith("https:")
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Lax", secure=secure,
+                        path="/console")
 
 
 def sign_in(email: str, password: str) -> tuple[str | None, float]:
