@@ -2,6 +2,8 @@
 on the page that answers the form, and never stored) or revoke one."""
 from __future__ import annotations
 
+import logging
+
 from flask import Response, abort, g, redirect, render_template, request, url_for
 
 from ..http.context import commit
@@ -11,6 +13,14 @@ from .blueprint import bp
 from .i18n import gettext
 
 SCOPES = ("scim:read scim:write", "scim:read", "audit:read", "sync:write")
+#: who made or revoked which credential: the same log the CLI's account and tenant changes go to
+admin_log = logging.getLogger("scim_server.admin")
+
+
+def _logged(event: str, tenant, **fields) -> None:
+    admin = auth.current_admin()
+    admin_log.warning("console: %s (tenant %s) by %s", event, tenant.name, admin.email,
+                      extra={"fields": {"event": event, "tenant": tenant.name, "by": admin.email, **fields}})
 
 
 def _page(tenant, shown: dict | None = None, status: int = 200) -> Response:
@@ -41,6 +51,7 @@ def create_token(tenant: str) -> Response:
     description = request.form.get("description", "").strip()[:200]
     token = tenants.create_token(g.db, found, description, _scope())
     commit()
+    _logged("token created", found, description=description)
     return _page(found, {"kind": "token", "secret": token,
                          "note": gettext("Copy the token now: it is not stored and cannot be shown again.")}, 201)
 
@@ -53,6 +64,7 @@ def create_client(tenant: str) -> Response:
     description = request.form.get("description", "").strip()[:200]
     client, secret = clients.create_client(g.db, found, _scope(), description)
     commit()
+    _logged("client created", found, client_id=client.client_id)
     return _page(found, {"kind": "client", "client_id": client.client_id, "secret": secret,
                          "note": gettext("Copy the secret now: it is not stored and cannot be shown again.")}, 201)
 
@@ -67,6 +79,7 @@ def revoke_token(tenant: str, token_id: str) -> Response:
         abort(404)
     clients.revoke_token(g.db, row)
     commit()
+    _logged("token revoked", found, token_id=token_id)
     return redirect(url_for("console.access", tenant=found.name))
 
 
@@ -80,4 +93,5 @@ def revoke_client(tenant: str, client_id: str) -> Response:
         abort(404)
     clients.revoke_client(g.db, row)
     commit()
+    _logged("client revoked", found, client_id=client_id)
     return redirect(url_for("console.access", tenant=found.name))
