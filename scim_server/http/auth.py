@@ -4,6 +4,10 @@ A token belongs to one tenant. The verified token (tenant, scopes, expiry) is
 cached in the worker for a few seconds (``SCIM_TOKEN_CACHE_SECONDS``), so a
 busy provisioning cycle does not pay a token lookup per request; a revoked
 token stops working within that many seconds.
+
+A stored token's last use (``last_used_at``, the console's "last request") is written at most
+once a minute per token and worker, after the response has been sent and in a transaction of
+its own (``storage.usage.touch_token``): the request itself only checks an in-memory clock.
 """
 from __future__ import annotations
 
@@ -15,11 +19,11 @@ from dataclasses import dataclass
 from authlib.oauth2 import OAuth2Error, ResourceProtector
 from authlib.oauth2.rfc6749 import MissingAuthorizationError
 from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError
-from flask import current_app, g, request
+from flask import Response, after_this_request, current_app, g, request
 
 from ..scim.errors import ScimError
 from ..scim.validators import P2L_GROUP, P2L_USER
-from ..storage import audit
+from ..storage import audit, usage
 from ..storage.models import Tenant, utcnow
 from ..storage.tenants import find_token, hash_token
 from . import issued_jwt
@@ -75,6 +79,48 @@ class _Cache:
 
 
 token_cache = _Cache()
+
+
+class _Touches:
+    """When this worker last had each stored token's use written (monotonic seconds), so that a
+    busy token costs one write a minute, not one per request."""
+
+    def __init__(self):
+        self._at: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, token_id: str, interval: float) -> bool:
+        """True (and the clock restarted) when the token's use is to be written now."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._at.get(token_id)
+            if last is not None and now - last < interval:
+                return False
+            if len(self._at) > 10_000:
+                self._at.clear()
+            self._at[token_id] = now
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._at.clear()
+
+
+token_touches = _Touches()
+
+
+def _record_use(token: AuthenticatedToken) -> None:
+    """Have the stored token's last use written once the response is sent (at most once a minute
+    per token in this worker). After the response and outside the request's transaction: the
+    caller waits for nothing, and the write cannot take a lock the request holds."""
+    if token.token_id is None or not token_touches.due(token.token_id, usage.TOUCH_INTERVAL.total_seconds()):
+        return
+    sessions, token_id, at = current_app.extensions["scim_sessions"], token.token_id, utcnow()
+
+    @after_this_request
+    def _when_sent(response: Response) -> Response:
+        response.call_on_close(lambda: usage.touch_token(sessions, token_id, at))
+        return response
 
 
 class StoredTokenValidator(BearerTokenValidator):
@@ -151,6 +197,7 @@ def require_token(scope: str) -> AuthenticatedToken:
                             'error="invalid_token"') from exc
     g.token = token
     audit.current.set(audit.Actor(token.actor, g.get("request_id")))
+    _record_use(token)
     # over the tenant's (or this caller's) rate limit: 429, before any database work of the request
     from .ratelimit import check as check_rate_limit
     check_rate_limit(token)

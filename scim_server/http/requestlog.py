@@ -6,6 +6,10 @@ It is returned in the ``X-Request-ID`` response header, written to the audit
 trail with every change, and logged as one JSON line per request. The line names
 the tenant and actor but never a token, a secret, an Authorization header or a
 request body.
+
+A request of an authenticated caller (``g.token``) answered with an error (4xx but 429, or
+5xx) is also kept for the console's overview (``storage.usage.record_error``): written once
+the response is sent, in a transaction of its own, with the SCIM error's scimType and detail.
 """
 from __future__ import annotations
 
@@ -15,10 +19,10 @@ import sys
 import time
 import uuid
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 
 from .. import jsontext
-from ..storage import audit
+from ..storage import audit, usage
 
 log = logging.getLogger("scim_server.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -74,6 +78,8 @@ def register(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        if response.status_code >= 400 and response.status_code != 429 and g.get("token") is not None:
+            _keep_error(response)
         if not log.isEnabledFor(logging.INFO):
             return response
         actor = audit.current.get()
@@ -95,3 +101,19 @@ def register(app: Flask) -> None:
         token = g.pop("audit_token", None)
         if token is not None:
             audit.current.reset(token)
+
+
+def _keep_error(response: Response) -> None:
+    """Have the failed request kept (``storage.usage.record_error``) once the response is sent:
+    by then the request's own session is closed, so the write waits for no lock of its own
+    request. scimType and detail come from the body when it is a SCIM error."""
+    scim_type = detail = None
+    if response.is_json and not response.is_streamed:
+        body = response.get_json(silent=True)
+        if isinstance(body, dict):
+            scim_type = body.get("scimType") if isinstance(body.get("scimType"), str) else None
+            detail = body.get("detail") if isinstance(body.get("detail"), str) else None
+    token = g.token
+    fields = (current_app.extensions["scim_sessions"], token.tenant_id, token.actor, g.get("request_id"),
+              request.method, request.path, response.status_code, scim_type, detail)
+    response.call_on_close(lambda: usage.record_error(*fields))
