@@ -104,6 +104,8 @@ def sign_in(email: str, password: str) -> tuple[str | None, float]:
     """Check the credentials; on success start a session and return its cookie value. Failed
     attempts slow down the next ones for that e-mail address: (None, seconds still to wait)."""
     now = utcnow()
+    if not email or len(email) > admins.MAX_EMAIL:  # no account has such an address: nothing to count
+        return None, 0.0
     wait = admins.wait_before_sign_in(g.db, email, now)
     if wait > 0:
         return None, wait

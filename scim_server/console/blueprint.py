@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, abort, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .. import jsontext
@@ -43,6 +43,17 @@ def page_param(size: int = PAGE_SIZE) -> Page:
     return Page(min(max(number, 1), 100_000), size)
 
 
+@bp.before_request
+def _no_nul() -> None:
+    """No id, name or e-mail holds a NUL, and PostgreSQL refuses to compare text with one: a
+    request carrying one is answered before any query (404 in the path, 400 elsewhere)."""
+    if "\x00" in request.path:
+        abort(404)
+    if any("\x00" in key or "\x00" in value for key, value in
+           [*request.args.items(multi=True), *request.form.items(multi=True)]):
+        abort(400)
+
+
 @bp.app_context_processor
 def _layout() -> dict:
     if not request.path.startswith("/console"):
@@ -72,6 +83,8 @@ def _headers(response: Response) -> Response:
 def render_error(error: HTTPException) -> Response:
     """An HTML error page for the console's paths (the SCIM API answers with SCIM errors)."""
     status = error.code or 500
+    if status >= 500:
+        g.console_admin = None  # the database may be what failed: the page asks it nothing
     csrf = status == 400 and error.description == "csrf"
     body = render_template("console/error.html", status=status, csrf=csrf, sign_in_token=sign_in_token)
     return Response(body, status=status, mimetype="text/html")

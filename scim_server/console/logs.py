@@ -17,10 +17,10 @@ def _day(name: str, end: bool = False) -> dt.datetime | None:
     """A date field of the filter form (YYYY-MM-DD) as a moment: its start, or the next day's."""
     try:
         day = dt.date.fromisoformat(request.args.get(name, ""))
-    except ValueError:
+        moment = dt.datetime.combine(day, dt.time(), dt.UTC)
+        return moment + dt.timedelta(days=1) if end else moment
+    except (ValueError, OverflowError):  # no date, or the end of the calendar: no bound
         return None
-    moment = dt.datetime.combine(day, dt.time(), dt.UTC)
-    return moment + dt.timedelta(days=1) if end else moment
 
 
 @bp.get("/t/<tenant>/log")

@@ -16,7 +16,8 @@ ONE_YEAR = 365 * 24 * 3600
 
 def _safe_next(target: str | None) -> str:
     """Where to go after signing in: a console path of this site, never another site."""
-    if target and target.startswith("/console") and not urlsplit(target).netloc and "\\" not in target:
+    if (target and target.startswith("/console") and not urlsplit(target).netloc and "\\" not in target
+            and target.isprintable()):  # no line break or other control character for a header
         return target
     return url_for("console.home")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .. import jsontext
 from ..scim.errors import ScimError
@@ -75,4 +75,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         log.exception("unhandled error")
+        console_page = current_app.extensions.get("console_error_page")
+        if console_page is not None and request.path.startswith("/console/"):
+            return console_page(InternalServerError())
         return error_response(500, "Internal server error")
