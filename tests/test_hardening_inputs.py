@@ -490,7 +490,7 @@ def test_migration_refuses_unit_codes_differing_only_in_case_and_names_them(empt
 
         with engine.begin() as conn:  # the operator renames one; the migration then runs
             conn.execute(text("UPDATE groups SET unit_code = 'X-2' WHERE id = 'g-upper'"))
-        upgrade(empty_database)
+        upgrade(empty_database, "0007")
         with engine.connect() as conn:
             assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0007"
         with pytest.raises(Exception) as duplicate:
@@ -501,17 +501,20 @@ def test_migration_refuses_unit_codes_differing_only_in_case_and_names_them(empt
         engine.dispose()
 
 
-def test_migration_0007_applies_to_an_empty_database_and_downgrades(empty_database):
+def test_migrations_from_0007_on_apply_to_an_empty_database_and_downgrade(empty_database):
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     from scim_server.storage.migrate import alembic_config
+    config = alembic_config(empty_database)
     upgrade(empty_database)
-    command.downgrade(alembic_config(empty_database), "0006")
+    command.downgrade(config, "0006")  # 0007 (unitCode case-insensitive), 0008 (console) and on
     upgrade(empty_database)
     engine = make_engine(empty_database)
     try:
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0007"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == \
+                ScriptDirectory.from_config(config).get_current_head()
     finally:
         engine.dispose()
 
