@@ -20,7 +20,16 @@ from sqlalchemy import func, select, update
 from conftest import ENTERPRISE, assert_scim_error, bearer, create_unit, get_json
 from scim_server.cli import main
 from scim_server.storage import tenants
-from scim_server.storage.models import AuditEvent, Base, OAuthClient, SyncRun, Tenant, UsedAssertion
+from scim_server.storage.models import (
+    AuditEvent,
+    Base,
+    ConsoleSession,
+    OAuthClient,
+    SyncRun,
+    Tenant,
+    UsedAssertion,
+    utcnow,
+)
 
 ERASED = "[erased]"
 P2L_USER = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0:User"
@@ -350,9 +359,17 @@ def full_tenant(app, api, other_api, run, tmp_path):
     sync_people(run, tmp_path, "globex")
     ok(run("client", "create", "--tenant", "globex"))
     tid = tenant_id(app, "acme")
+    from scim_server.storage import admins, usage
+    with app.extensions["scim_sessions"]() as session:  # a console admin, signed in
+        admins.start_session(session, admins.create_admin(session, "anna@acme.dk", "correct horse battery", tid),
+                             utcnow())
+        session.commit()
+    usage.record_error(app.extensions["scim_sessions"], tid, "token:x", None, "GET", "/scim/v2/Users/x", 404,
+                       None, "User x not found")
     rows = rows_of(app, tid)
     assert all(rows[t] for t in ("users", "groups", "memberships", "bearer_tokens", "oauth_clients",
-                                 "audit_events", "sources", "sync_runs", "tenants")), rows
+                                 "audit_events", "sources", "sync_runs", "console_admins", "request_errors",
+                                 "tenants")), rows
     with app.extensions["scim_sessions"]() as session:
         assert session.scalar(select(func.count()).select_from(UsedAssertion)
                               .where(UsedAssertion.client_id == client_id)) == 1
@@ -393,6 +410,8 @@ def test_tenant_delete_removes_every_row_and_nothing_else(app, api, other_api, r
         assert session.scalar(select(func.count()).select_from(UsedAssertion)
                               .where(UsedAssertion.client_id == full_tenant["client_id"])) == 0
         assert session.get(OAuthClient, full_tenant["client_id"]) is None
+        assert session.scalar(select(func.count()).select_from(ConsoleSession)) == 0  # its admins' sessions
+    assert "console accounts" in line[0] and "request errors" in line[0]
     # its credentials stop working; the other tenant is untouched
     assert_scim_error(api.get("/Users"), 401)
     assert_scim_error(bearer(app, full_tenant["token"]).get("/Users"), 401)

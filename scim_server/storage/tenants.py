@@ -15,9 +15,12 @@ from sqlalchemy.orm import Session
 from .models import (
     AuditEvent,
     BearerToken,
+    ConsoleAdmin,
+    ConsoleSession,
     Group,
     Membership,
     OAuthClient,
+    RequestError,
     Source,
     SyncRun,
     Tenant,
@@ -139,12 +142,14 @@ def all_settings(session: Session) -> list[tuple[int, dict | None]]:
 
 
 #: what ``delete_tenant`` removes, in the words of its report
-TENANT_ROWS = ("users", "groups", "memberships", "tokens", "clients", "audit events", "sources", "sync runs")
+TENANT_ROWS = ("users", "groups", "memberships", "tokens", "clients", "audit events", "sources", "sync runs",
+               "console accounts", "request errors")
 
 
 def tenant_rows(session: Session, tenant_id: int) -> dict[str, int]:
     """How many rows of each kind a tenant holds (what ``delete_tenant`` would remove)."""
-    models = (User, Group, Membership, BearerToken, OAuthClient, AuditEvent, Source, SyncRun)
+    models = (User, Group, Membership, BearerToken, OAuthClient, AuditEvent, Source, SyncRun, ConsoleAdmin,
+              RequestError)
     return {label: session.scalar(select(func.count()).select_from(model).where(model.tenant_id == tenant_id)) or 0
             for label, model in zip(TENANT_ROWS, models)}
 
@@ -179,6 +184,10 @@ def delete_tenant(session: Session, tenant: Tenant) -> dict[str, int]:
     counts["audit events"] = remove(AuditEvent.__table__, AuditEvent.tenant_id == tid)
     counts["sync runs"] = remove(SyncRun.__table__, SyncRun.tenant_id == tid)
     counts["sources"] = remove(Source.__table__, Source.tenant_id == tid)
+    remove(ConsoleSession.__table__, ConsoleSession.admin_id.in_(
+        select(ConsoleAdmin.id).where(ConsoleAdmin.tenant_id == tid)))
+    counts["console accounts"] = remove(ConsoleAdmin.__table__, ConsoleAdmin.tenant_id == tid)
+    counts["request errors"] = remove(RequestError.__table__, RequestError.tenant_id == tid)
     remove(Tenant.__table__, Tenant.id == tid)
     session.expunge(tenant)
     return {label: counts[label] for label in TENANT_ROWS}
