@@ -1,9 +1,14 @@
 """People: search, and a person's page with the history of every change to them.
 
-The search box becomes a SCIM filter over userName, displayName, the work e-mail and the
-employee number; an admin who knows SCIM can type a filter of their own. Either runs through
-the same store and filter compiler as ``GET /Users?filter=``, so the console finds exactly
-whom the API finds.
+The search box becomes a SCIM filter, run through the same store and filter compiler as
+``GET /Users?filter=``, so the console finds exactly whom the API finds; an admin who knows SCIM
+can type a filter of their own. What the box means depends on what was typed, so that a search
+scans only the attributes it can match (each one is a pass over the tenant's users, and the
+e-mails and the employee number live in each user's JSON document):
+
+* an e-mail address (it has an ``@``): the userName or an e-mail address starting with it;
+* anything else: a name containing it, or a userName starting with it; and when it has a digit,
+  also an externalId or employee number equal to it.
 """
 from __future__ import annotations
 
@@ -25,10 +30,14 @@ def _quoted(text: str) -> str:
 
 
 def search_filter(query: str) -> str:
-    """The SCIM filter the search box means."""
+    """The SCIM filter the search box means (see the module's docstring)."""
     value = _quoted(query)
-    return (f"userName sw {value} or displayName co {value} or emails.value sw {value}"
-            f" or {ENTERPRISE}:employeeNumber eq {value}")
+    if "@" in query:
+        return f"userName sw {value} or emails.value sw {value}"
+    terms = [f"displayName co {value}", f"userName sw {value}"]
+    if any(c.isdigit() for c in query):
+        terms += [f"externalId eq {value}", f"{ENTERPRISE}:employeeNumber eq {value}"]
+    return " or ".join(terms)
 
 
 def _store(tenant):
