@@ -28,7 +28,9 @@ are the last line, ``ean`` None: active, but not invoiceable until someone gives
 EAN. Its unit lines name the units that lack one.
 
 Everything is counted in the database (one GROUP BY over the tenant's users): a tenant of
-100,000 users costs one statement and a few hundred result rows, never the users themselves.
+100,000 users costs one statement and a few hundred result rows, never the users themselves. The
+statement reads the users once and the employments once (ranked by a window, not looked up
+user by user), so its cost grows with the tenant, not with the tenant times an index search.
 
 The renderings (``billing_json``, ``billing_rows``, ``billing_csv``, ``billing_xlsx``) live here
 too, so the admin API and the console's downloads are the same file.
@@ -44,7 +46,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from ..storage.derived import effective_ean, effective_ean_unit
+from ..storage.derived import chosen_employments, effective_ean_of, effective_ean_unit_of
 from ..storage.models import Group, Membership, User
 
 
@@ -78,14 +80,33 @@ def _day(on: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
+def _in_effect_on(job, start: dt.datetime, next_day: dt.datetime):
+    """The employment ``job`` (an alias of Membership) is in effect on the day from ``start`` to
+    ``next_day`` (see the module's docstring)."""
+    return and_(or_(job.start_date.is_(None), job.start_date < next_day),
+                or_(job.end_date.is_(None), job.end_date >= start))
+
+
+def _idle(tenant_id: int, start: dt.datetime, next_day: dt.datetime):
+    """The ids of the users with employments none of which is in effect on the day: found among
+    the few with an employment not in effect (not started, or ended), each then checked for one
+    in effect by its own employments, rather than every user's employments looked at."""
+    job, unit = aliased(Membership), aliased(Group)
+    other, other_unit = aliased(Membership), aliased(Group)
+    working = exists().where(other.user_id == job.user_id, other_unit.id == other.group_id, other_unit.is_org_unit,
+                             _in_effect_on(other, start, next_day))
+    return (select(job.user_id).join(unit, and_(unit.id == job.group_id, unit.is_org_unit))
+            .where(job.tenant_id == tenant_id, job.user_id.is_not(None),
+                   ~_in_effect_on(job, start, next_day), ~working))
+
+
 def billed_users(tenant_id: int, on: dt.date):
-    """The condition "this user is billed on ``on``" (see the module's docstring), over ``User``."""
+    """The condition "this user is billed on ``on``" (see the module's docstring), over ``User``,
+    for one user or a few (``billing`` ranks a whole tenant's employments in one pass instead)."""
     start, next_day = _day(on)
     job, unit = aliased(Membership), aliased(Group)
     employment = and_(job.user_id == User.id, unit.id == job.group_id, unit.is_org_unit)
-    in_effect = exists().where(employment,
-                               or_(job.start_date.is_(None), job.start_date < next_day),
-                               or_(job.end_date.is_(None), job.end_date >= start))
+    in_effect = exists().where(employment, _in_effect_on(job, start, next_day))
     any_job, any_unit = aliased(Membership), aliased(Group)
     employed = exists().where(any_job.user_id == User.id, any_unit.id == any_job.group_id, any_unit.is_org_unit)
     return and_(User.tenant_id == tenant_id, User.active.isnot(False),
@@ -95,20 +116,36 @@ def billed_users(tenant_id: int, on: dt.date):
 def billing(session: Session, tenant_id: int, on: dt.date) -> BillingReport:
     """The users billed on ``on``, per effective EAN and, under each, per unit.
 
-    One statement: each billed user's (EAN, unit) pair, grouped and counted, joined to the unit
-    for its code and name. Lines come by EAN (the line without one last), units within a line
-    by users (most first), then unitCode (the own-EAN line, without a unit, after the units
-    with as many users)."""
-    billed = (select(effective_ean(User).label("ean"), effective_ean_unit(User).label("unit_id"))
-              .where(billed_users(tenant_id, on)).subquery("billed"))
+    One statement, in one pass over the tenant's users and one over its employments: each
+    employed user's chosen employment (``derived.chosen_employments``) is joined to the user
+    (and the employed users without an employment in effect on the day, ``_idle``, left out), so
+    each billed user's (EAN, unit) pair comes from ``derived.effective_ean_of`` and
+    ``effective_ean_unit_of``, the set-based forms of ``effective_ean`` and
+    ``effective_ean_unit``; the pairs are counted, and only the few hundred counted lines are
+    joined to their unit for its code and name. Lines come by EAN (the line without one last),
+    units within a line by users (most first), then unitCode (the own-EAN line, without a unit,
+    after the units with as many users)."""
+    start, next_day = _day(on)
+    chosen = chosen_employments(tenant_id)
+    employed = chosen.c.user_id.is_not(None)
+    billed = (select(effective_ean_of(User, chosen).label("ean"),
+                     effective_ean_unit_of(User, chosen).label("unit_id"))
+              .select_from(User).outerjoin(chosen, chosen.c.user_id == User.id)
+              # tenant_id + 0: every user of the tenant is read, fastest in one pass over the table
+              # (SQLite, keeping no statistics, would otherwise look each one up by an index)
+              .where((User.tenant_id + 0) == tenant_id, User.active.isnot(False),
+                     or_(and_(employed, chosen.c.user_id.not_in(_idle(tenant_id, start, next_day))),
+                         and_(~employed, User.ean.isnot(None))))
+              .subquery("billed"))
     users = func.count().label("users")
+    counted = (select(billed.c.ean, billed.c.unit_id, users)
+               .group_by(billed.c.ean, billed.c.unit_id).subquery("counted"))
     rows = session.execute(
-        select(billed.c.ean, billed.c.unit_id, Group.unit_code, Group.display_name, users)
-        .select_from(billed).outerjoin(Group, Group.id == billed.c.unit_id)
-        .group_by(billed.c.ean, billed.c.unit_id, Group.unit_code, Group.display_name)
+        select(counted.c.ean, counted.c.unit_id, Group.unit_code, Group.display_name, counted.c.users)
+        .select_from(counted).outerjoin(Group, Group.id == counted.c.unit_id)
         # explicit NULL placement: SQLite sorts NULLs first, PostgreSQL last
-        .order_by(billed.c.ean.is_(None), billed.c.ean, users.desc(), Group.unit_code.asc().nulls_last(),
-                  billed.c.unit_id.asc().nulls_last())).all()
+        .order_by(counted.c.ean.is_(None), counted.c.ean, counted.c.users.desc(),
+                  Group.unit_code.asc().nulls_last(), counted.c.unit_id.asc().nulls_last())).all()
     lines: list[EanLine] = []
     for ean, unit_id, unit_code, display_name, count in rows:
         if not lines or lines[-1].ean != ean:
