@@ -69,29 +69,28 @@ def create_client(tenant: str) -> Response:
                          "note": gettext("Copy the secret now: it is not stored and cannot be shown again.")}, 201)
 
 
+def _revoked(tenant: str, row_of, revoke, event: str, **ids) -> Response:
+    """Revoke the tenant's token or client that ``row_of(session, tenant_id, id)`` finds (404
+    when it is not the tenant's), then back to the Access page."""
+    found = auth.tenant_or_404(tenant)
+    auth.check_csrf()
+    row = row_of(g.db, found.id, *ids.values())
+    if row is None:
+        abort(404)
+    revoke(g.db, row)
+    commit()
+    _logged(event, found, **ids)
+    return redirect(url_for("console.access", tenant=found.name))
+
+
 @bp.post("/t/<tenant>/access/tokens/<token_id>/revoke")
 @auth.signed_in
 def revoke_token(tenant: str, token_id: str) -> Response:
-    found = auth.tenant_or_404(tenant)
-    auth.check_csrf()
-    row = clients.token_of(g.db, found.id, token_id)
-    if row is None:
-        abort(404)
-    clients.revoke_token(g.db, row)
-    commit()
-    _logged("token revoked", found, token_id=token_id)
-    return redirect(url_for("console.access", tenant=found.name))
+    return _revoked(tenant, clients.token_of, clients.revoke_token, "token revoked", token_id=token_id)
 
 
 @bp.post("/t/<tenant>/access/clients/<client_id>/revoke")
 @auth.signed_in
 def revoke_client(tenant: str, client_id: str) -> Response:
-    found = auth.tenant_or_404(tenant)
-    auth.check_csrf()
-    row = clients.client_of(g.db, found.id, client_id)
-    if row is None:
-        abort(404)
-    clients.revoke_client(g.db, row)
-    commit()
-    _logged("client revoked", found, client_id=client_id)
-    return redirect(url_for("console.access", tenant=found.name))
+    """Revoke a client and every access token issued to it."""
+    return _revoked(tenant, clients.client_of, clients.revoke_client, "client revoked", client_id=client_id)
