@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Select
 
 from ..storage import leavers
-from ..storage.derived import effective_ean
+from ..storage.derived import chosen_employments, effective_ean_of
 from ..storage.jsonsql import JsonDialect
 from ..storage.models import Group, Membership, User
 
@@ -74,12 +74,14 @@ def _active():
     return User.active.isnot(False)
 
 
-def _users(tenant_id: int, *where, detail=None) -> Select:
-    """A check's list over users: the Finding's columns, and the order (userName, id)."""
+def _users(tenant_id: int, *where, detail=None, tenant=None) -> Select:
+    """A check's list over users: the Finding's columns, and the order (userName, id).
+    ``tenant``: how the tenant is compared, if not ``User.tenant_id == tenant_id``."""
     detail = literal(None, String()) if detail is None else detail
+    tenant = User.tenant_id == tenant_id if tenant is None else tenant
     return (select(literal("User", String()).label("resource_type"), User.id.label("id"),
                    User.user_name.label("name"), User.display_name.label("display_name"), detail.label("detail"))
-            .where(User.tenant_id == tenant_id, *where)
+            .where(tenant, *where)
             .order_by(User.user_name, User.id))
 
 
@@ -88,9 +90,16 @@ def _employed():
     return exists().where(job.user_id == User.id, unit.id == job.group_id, unit.is_org_unit)
 
 
-def _employment_states(tenant_id: int, now: dt.datetime):
+def _employment_states(tenant_id: int, now: dt.datetime, among):
     """Per user with employments: whether one is in effect now, whether one starts later, the
-    earliest start to come and the latest end date, by the leaver rule's own definitions."""
+    earliest start to come and the latest end date, by the leaver rule's own definitions.
+
+    ``among``: a condition on an employment (an alias of Membership) that every user the check
+    can find has one of (one that starts later, or one that has ended): only those users'
+    employments are grouped, not the whole tenant's."""
+    job, unit = aliased(Membership), aliased(Group)
+    candidates = (select(job.user_id).join(unit, and_(unit.id == job.group_id, unit.is_org_unit))
+                  .where(job.tenant_id == tenant_id, job.user_id.is_not(None), among(job)))
     future = leavers.starts_later(now)
     return (select(Membership.user_id.label("user_id"),
                    func.max(case((leavers.in_effect(now), 1), else_=0)).label("current"),
@@ -98,7 +107,7 @@ def _employment_states(tenant_id: int, now: dt.datetime):
                    func.min(case((future, Membership.start_date))).label("next_start"),
                    func.max(Membership.end_date).label("last_end"))
             .join(Group, and_(Group.id == Membership.group_id, Group.is_org_unit))
-            .where(Membership.tenant_id == tenant_id)
+            .where(Membership.tenant_id == tenant_id, Membership.user_id.in_(candidates))
             .group_by(Membership.user_id).subquery())
 
 
@@ -126,12 +135,20 @@ def _duplicate_emails(session: Session, tenant_id: int) -> Select:
 
 def _check(session: Session, tenant_id: int, check: str, now: dt.datetime) -> Select:
     """The statement of one check's list, ordered; its rows are a Finding's fields."""
+    # every user of the tenant is read: SQLite, keeping no statistics, would read them one look-up
+    # at a time through a (tenant_id, ...) index, where one pass over the table is 40% faster
+    whole = (User.tenant_id + 0) == tenant_id if session.get_bind().dialect.name == "sqlite" else None
     if check == "without_org_unit":
-        return _users(tenant_id, _active(), ~_employed())
+        return _users(tenant_id, _active(), ~_employed(), tenant=whole)
     if check == "without_manager":
-        return _users(tenant_id, _active(), User.manager_id.is_(None))
+        # tenant_id + 0: the manager_id index finds the few without one; SQLite, keeping no
+        # statistics, would otherwise read every user of the tenant through a (tenant_id, ...) index
+        return _users(tenant_id, _active(), User.manager_id.is_(None), tenant=(User.tenant_id + 0) == tenant_id)
     if check == "without_effective_ean":
-        return _users(tenant_id, _active(), effective_ean(User).is_(None))
+        # the set-based effectiveEan: every employment of the tenant ranked once, not per user
+        chosen = chosen_employments(tenant_id)
+        return (_users(tenant_id, _active(), effective_ean_of(User, chosen).is_(None), tenant=whole)
+                .outerjoin(chosen, chosen.c.user_id == User.id))
     if check == "duplicate_emails":
         return _duplicate_emails(session, tenant_id)
     if check == "units_without_ean":
@@ -141,11 +158,12 @@ def _check(session: Session, tenant_id: int, check: str, now: dt.datetime) -> Se
                 .where(Group.tenant_id == tenant_id, Group.is_org_unit, Group.effective_ean.is_(None))
                 .order_by(Group.display_name, Group.id))
     if check == "future_starters":
-        states = _employment_states(tenant_id, now)
+        states = _employment_states(tenant_id, now, lambda job: leavers.starts_later(now, job))
         return (_users(tenant_id, states.c.current == 0, states.c.future == 1, detail=states.c.next_start)
                 .join(states, states.c.user_id == User.id))
     if check == "leavers_due":
-        states = _employment_states(tenant_id, now)
+        # all ended: none in effect and none to come means every one has an end date at or before now
+        states = _employment_states(tenant_id, now, lambda job: job.end_date <= now)
         return (_users(tenant_id, _active(), states.c.current == 0, states.c.future == 0, detail=states.c.last_end)
                 .join(states, states.c.user_id == User.id))
     raise ValueError(f"unknown check {check!r}; the checks are {', '.join(CHECKS)}")
