@@ -2,9 +2,11 @@
 (scim_server/reports/organisation.py and overview.py): data written through the SCIM API,
 read by the report functions on a real session.
 
-Every org-tree test runs twice: reading people person by person (small subtrees) and in one
-pass over the users table (what a subtree of more than ``MANY`` employments gets); both must
-give the same answers.
+Every org-tree test runs three times: reading people person by person (small subtrees), in
+one pass over the users table (what a subtree of more than ``MANY`` employments gets: the
+headcounts summed per unit with the exceptions, users employed twice or inactive, counted
+apart), and with a page of people found by reading the users in name order; all must give the
+same answers.
 """
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ from scim_server.storage.models import utcnow
 PAST, ENDED, FUTURE = "2020-01-01T00:00:00Z", "2021-06-30T00:00:00Z", "2099-01-01T00:00:00Z"
 
 
-@pytest.fixture(params=["person by person", "one pass"])
+@pytest.fixture(params=["person by person", "one pass", "in name order"])
 def path(request, monkeypatch):
-    if request.param == "one pass":
+    if request.param != "person by person":
         monkeypatch.setattr(organisation, "MANY", 0)
         monkeypatch.setattr(organisation, "PEOPLE_MANY", {"postgresql": 0, "sqlite": 0})
+        monkeypatch.setattr(organisation, "SCAN_USERS", 10**9 if request.param == "in name order" else 0)
     return request.param
 
 
@@ -144,6 +147,36 @@ def test_a_user_without_active_counts_as_active(api, session, org, path):
     assert (node.headcount, node.subtree_headcount) == (2, 2)
 
 
+def test_a_person_in_two_branches_is_one_head_above_them(api, session, org, path):
+    """Ida works in Skoler and in Sundhed now: one head in each, and one (not two) in Kommune;
+    Jens (inactive) works in both too and is counted nowhere."""
+    units, _ = org
+    both = (job({"id": units["skoler"]}, primary=True), job({"id": units["sundhed"]}))
+    person(api, "ida@k.dk", "Ida", *both)
+    person(api, "jens@k.dk", "Jens", *both, active=False)
+    tid, now = tenant_id(session), utcnow()
+    roots = organisation.units(session, tid, None, now)
+    assert counts(roots)["Kommune"] == (2, 1, 7)
+    assert all(type(n) is int for node in roots for n in (node.headcount, node.subtree_headcount))
+    assert counts(organisation.units(session, tid, units["root"], now)) == {"Skoler": (1, 3, 5), "Sundhed": (0, 2, 2)}
+    node, children = organisation.unit_with_children(session, tid, units["root"], now)
+    assert (node.headcount, node.subtree_headcount) == (1, 7)
+    assert counts(children) == {"Skoler": (1, 3, 5), "Sundhed": (0, 2, 2)}
+    total, page = organisation.people_in(session, tid, units["root"], now)
+    assert total == 7 and [p.display_name for p in page].count("Ida") == 1 and "Jens" not in [p.display_name for p in page]
+
+
+def test_unit_with_children_is_unit_and_units(session, org, path):
+    units, _ = org
+    tid, now = tenant_id(session), utcnow()
+    for name, unit_id in units.items():
+        node, children = organisation.unit_with_children(session, tid, unit_id, now)
+        assert node == organisation.unit(session, tid, unit_id, now), name
+        assert children == organisation.units(session, tid, unit_id, now), name
+        assert organisation.people_in(session, tid, unit_id, now)[0] == node.subtree_headcount, name
+    assert organisation.unit_with_children(session, tid, "no-such-unit", now) is None
+
+
 def test_ancestors_root_first(session, org):
     units, _ = org
     tid = tenant_id(session)
@@ -161,13 +194,13 @@ def test_ancestors_root_first(session, org):
 def test_people_in_a_subtree_once_each_with_one_employment(session, org, path):
     units, users = org
     total, page = organisation.people_in(session, tenant_id(session), units["root"], utcnow())
-    # everyone employed now, Carl (inactive) included and marked; not Hans (ended)
-    assert total == 7
-    assert [p.display_name for p in page] == ["Anna", "Bo", "Carl", "Dora", "Eva", "Finn", "Gitte"]
+    # everyone the headcount counts: active and employed now; not Carl (inactive), not Hans (ended)
+    assert total == 6 == organisation.unit(session, tenant_id(session), units["root"], utcnow()).subtree_headcount
+    assert [p.display_name for p in page] == ["Anna", "Bo", "Dora", "Eva", "Finn", "Gitte"]
     by_name = {p.display_name: p for p in page}
     assert (by_name["Bo"].title, by_name["Bo"].unit_id, by_name["Bo"].unit_name) == \
         ("Lærer", units["skole"], "Solbjerg Skole")  # the primary employment
-    assert by_name["Carl"].active is False and by_name["Anna"].active is True
+    assert by_name["Anna"].active is True
     assert (by_name["Dora"].unit_id, by_name["Dora"].title) == (units["skoler"], None)  # not the ended job
     assert (by_name["Gitte"].id, by_name["Gitte"].user_name) == (users["gitte"], "gitte@k.dk")
 
@@ -176,9 +209,8 @@ def test_people_in_show_the_employment_in_the_subtree(session, org, path):
     units, _ = org
     tid, now = tenant_id(session), utcnow()
     total, page = organisation.people_in(session, tid, units["indskoling"], now)
-    assert total == 2
-    assert [(p.display_name, p.title, p.unit_name) for p in page] == \
-        [("Bo", "Teamleder", "Indskoling"), ("Carl", None, "Indskoling")]
+    assert total == 1  # Bo; Carl is inactive
+    assert [(p.display_name, p.title, p.unit_name) for p in page] == [("Bo", "Teamleder", "Indskoling")]
     total, page = organisation.people_in(session, tid, units["sundhed"], now)
     assert (total, [p.display_name for p in page]) == (1, ["Finn"])  # not Dora (ended), Eva (future), Hans
     assert organisation.people_in(session, tid, units["eksterne"], now) == (0, [])
@@ -187,10 +219,12 @@ def test_people_in_show_the_employment_in_the_subtree(session, org, path):
 def test_people_in_pages(session, org, path):
     units, _ = org
     tid, now = tenant_id(session), utcnow()
-    pages = [organisation.people_in(session, tid, units["root"], now, offset=o, limit=3) for o in (0, 3, 6, 9)]
-    assert [total for total, _ in pages] == [7, 7, 7, 7]
+    pages = [organisation.people_in(session, tid, units["root"], now, offset=o, limit=4) for o in (0, 4, 8)]
+    assert [total for total, _ in pages] == [6, 6, 6]
     assert [[p.display_name for p in page] for _, page in pages] == \
-        [["Anna", "Bo", "Carl"], ["Dora", "Eva", "Finn"], ["Gitte"], []]
+        [["Anna", "Bo", "Dora", "Eva"], ["Finn", "Gitte"], []]
+    # the unit's own total given (as its page does) is the same
+    assert organisation.people_in(session, tid, units["root"], now, offset=4, limit=4, total=6) == pages[1]
 
 
 def test_people_sort_by_display_name_then_id_and_by_user_name_without_one(api, session, path):
@@ -230,6 +264,18 @@ def test_the_top_of_the_manager_tree(session, managers_tree):
     nodes = organisation.managers(session, tenant_id(session), None)
     assert reports(nodes) == {"Boss": (2, 5)}  # Solo has no reports: no manager
     assert nodes[0].id == managers_tree["boss"] and nodes[0].user_name == "boss@k.dk"
+
+
+def test_several_tops_each_with_their_own_tree(api, session, managers_tree):
+    chief = api.create_user("chief@k.dk", displayName="Chief")["id"]
+    aide = api.create_user("aide@k.dk", displayName="Aide", **{ENTERPRISE: {"manager": {"value": chief}}})["id"]
+    for n in range(3):
+        api.create_user(f"a{n}@k.dk", displayName=f"A{n}", **{ENTERPRISE: {"manager": {"value": aide}}})
+    tid = tenant_id(session)
+    tops = organisation.managers(session, tid, None)
+    assert reports(tops) == {"Boss": (2, 5), "Chief": (1, 4)}
+    assert all(type(n) is int for node in tops for n in (node.direct_reports, node.total_reports))
+    assert reports(organisation.managers(session, tid, chief)) == {"Aide": (3, 3)}
 
 
 def test_one_level_of_reports(session, managers_tree):

@@ -33,14 +33,17 @@ def unit_children(tenant: str, unit_id: str) -> str:
 def unit(tenant: str, unit_id: str) -> str:
     found = auth.tenant_or_404(tenant)
     now = utcnow()
-    node = organisation.unit(g.db, found.id, unit_id, now)
-    if node is None:
+    found_unit = organisation.unit_with_children(g.db, found.id, unit_id, now)
+    if found_unit is None:
         abort(404)
+    node, children = found_unit
     page = page_param()
-    total, people = organisation.people_in(g.db, found.id, unit_id, now, offset=page.offset, limit=page.size)
+    # the people listed are those the unit's headcount counts: their total is that headcount
+    total, people = organisation.people_in(g.db, found.id, unit_id, now, offset=page.offset, limit=page.size,
+                                           total=node.subtree_headcount)
     return render_template("console/unit.html", tenant=found, unit=node, page=page.with_total(total),
                            breadcrumb=organisation.ancestors(g.db, found.id, unit_id),
-                           children=organisation.units(g.db, found.id, unit_id, now), people=people)
+                           children=children, people=people)
 
 
 @bp.get("/t/<tenant>/managers")
