@@ -37,6 +37,7 @@ from sqlalchemy.sql import Subquery
 from sqlalchemy.sql.elements import ColumnElement
 
 from .models import Group, Membership, User
+from .resources import of_tenant
 
 
 def _rule_order(job) -> tuple[ColumnElement[Any], ...]:
@@ -98,7 +99,9 @@ def chosen_employments(tenant_id, *, of_users=None) -> Subquery:
 
     ``of_users``: only these users (a subquery of user ids), e.g. the few a check looks among."""
     unit, job = aliased(Group), aliased(Membership)
-    where = [job.tenant_id == tenant_id, job.user_id.is_not(None)]
+    # the tenant as a filter, not an index key (``of_tenant``): SQLite would otherwise walk the
+    # (tenant, user) index of employments with a table look-up per row instead of one pass
+    where = [of_tenant(job.tenant_id, tenant_id), job.user_id.is_not(None)]
     if of_users is not None:
         where.append(job.user_id.in_(of_users))
     # partitioned by ``user_id || ''``, which no index holds: SQLite would otherwise read the

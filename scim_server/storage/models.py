@@ -386,12 +386,10 @@ Index("ix_groups_source", Group.source_id)
 # not collide); ``unitCode eq`` (caseExact false) compiles to the same lower() expression.
 Index("uq_groups_tenant_unit_code", Group.tenant_id, func.lower(Group.unit_code), unique=True)
 # The console's reports (migration 0009): headcounts, people lists and the manager tree of a
-# tenant, and employments by date (future starters, leavers due, billing on a date). The index
-# that lists people by name is an expression per dialect and lives in the migration alone.
+# tenant. The index that lists people by name is an expression per dialect and lives in the
+# migration alone.
 Index("ix_users_tenant_active", User.tenant_id, User.active)
 Index("ix_users_tenant_manager", User.tenant_id, User.manager_id)
 Index("ix_memberships_tenant_user", Membership.tenant_id, Membership.user_id)
 Index("ix_memberships_group_cover", Membership.group_id, Membership.user_id, Membership.start_date,
       Membership.end_date)
-Index("ix_memberships_tenant_start", Membership.tenant_id, Membership.start_date)
-Index("ix_memberships_tenant_end", Membership.tenant_id, Membership.end_date)
