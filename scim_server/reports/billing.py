@@ -100,19 +100,6 @@ def _idle(tenant_id: int, start: dt.datetime, next_day: dt.datetime):
                    ~_in_effect_on(job, start, next_day), ~working))
 
 
-def billed_users(tenant_id: int, on: dt.date):
-    """The condition "this user is billed on ``on``" (see the module's docstring), over ``User``,
-    for one user or a few (``billing`` ranks a whole tenant's employments in one pass instead)."""
-    start, next_day = _day(on)
-    job, unit = aliased(Membership), aliased(Group)
-    employment = and_(job.user_id == User.id, unit.id == job.group_id, unit.is_org_unit)
-    in_effect = exists().where(employment, _in_effect_on(job, start, next_day))
-    any_job, any_unit = aliased(Membership), aliased(Group)
-    employed = exists().where(any_job.user_id == User.id, any_unit.id == any_job.group_id, any_unit.is_org_unit)
-    return and_(User.tenant_id == tenant_id, User.active.isnot(False),
-                or_(in_effect, and_(~employed, User.ean.isnot(None))))
-
-
 def billing(session: Session, tenant_id: int, on: dt.date) -> BillingReport:
     """The users billed on ``on``, per effective EAN and, under each, per unit.
 
@@ -211,3 +198,10 @@ def billing_xlsx(report: BillingReport) -> bytes:
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+#: the downloads, by the API's ``format`` and the console's link: (rendering, media type)
+DOWNLOADS = {
+    "csv": (billing_csv, "text/csv; charset=utf-8"),
+    "xlsx": (billing_xlsx, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+}

@@ -88,22 +88,18 @@ def effective_ean_unit(user=User) -> ColumnElement[Any]:
 # ------------------------------------------------------------------ whole tenants
 
 
-def chosen_employments(tenant_id, *, of_users=None) -> Subquery:
+def chosen_employments(tenant_id) -> Subquery:
     """The set-based form of ``_chosen_employment``, for reports over a whole tenant: one row per
     user of the tenant with an employment, the chosen one, with the columns ``user_id``,
     ``unit_id`` and ``effective_ean`` (the chosen unit's). Each user's employments are ranked
     once (``ROW_NUMBER() OVER (PARTITION BY user ORDER BY`` the rule's order ``)``), where the
     scalar form looks each user's employments up and sorts them on its own: the same choice,
     one pass instead of 100,000 look-ups. Read it with ``effective_ean_of`` and
-    ``effective_ean_unit_of``, outer-joined to the users by ``user_id``.
-
-    ``of_users``: only these users (a subquery of user ids), e.g. the few a check looks among."""
+    ``effective_ean_unit_of``, outer-joined to the users by ``user_id``."""
     unit, job = aliased(Group), aliased(Membership)
     # the tenant as a filter, not an index key (``of_tenant``): SQLite would otherwise walk the
     # (tenant, user) index of employments with a table look-up per row instead of one pass
     where = [of_tenant(job.tenant_id, tenant_id), job.user_id.is_not(None)]
-    if of_users is not None:
-        where.append(job.user_id.in_(of_users))
     # partitioned by ``user_id || ''``, which no index holds: SQLite would otherwise read the
     # employments in the order of the user_id index, one table look-up per row, rather than in
     # one pass and sort them (measured 730 against 270 ms at 100,000); PostgreSQL sorts either way
