@@ -54,11 +54,7 @@ def billing(tenant: str) -> str:
 def billing_download(tenant: str, kind: str) -> Response:
     found = auth.tenant_or_404(tenant)
     report = billing_report.billing(g.db, found.id, _date())
-    if kind == "csv":
-        body, mimetype = billing_report.billing_csv(report), "text/csv; charset=utf-8"
-    else:
-        body = billing_report.billing_xlsx(report)
-        mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    response = Response(body, mimetype=mimetype)
+    render, mimetype = billing_report.DOWNLOADS[kind]
+    response = Response(render(report), mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="billing-{found.name}-{report.date}.{kind}"'
     return response
