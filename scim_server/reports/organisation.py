@@ -76,14 +76,6 @@ class ManagerNode:
     total_reports: int          # everyone below them in the manager tree
 
 
-def in_effect(membership, at) -> ColumnElement[bool]:
-    """Is the employment ``membership`` (Membership or an alias of it) in effect at ``at`` (a
-    datetime or a bind parameter)? The leaver rule's own definition (``storage.leavers``), which
-    the data-quality checks read too: a person counted in a unit here is one the rule keeps
-    active, and one a check calls a leaver is counted nowhere."""
-    return leavers.in_effect(at, membership)
-
-
 def counts_as_active(user) -> ColumnElement[bool]:
     """Active for a headcount: ``active`` true or absent (a client removed it); false is out."""
     return user.active.is_not(False)
@@ -192,7 +184,7 @@ class _Statements:
                         func.count(job.user_id.distinct()).label("subtree"),
                         func.count(case((tree.c.depth == 0, 1))).label("own"))
                  .join(job, job.group_id == tree.c.id)
-                 .where(job.user_id.is_not(None), in_effect(job, _NOW)))
+                 .where(job.user_id.is_not(None), leavers.in_effect(_NOW, job)))
         heads = self._active_only(heads, job, many).group_by(tree.c.start_id).subquery("heads")
         node, child = aliased(Group), aliased(Group)
         child_count = select(func.count()).where(child.parent_id == node.id).scalar_subquery()
@@ -237,7 +229,7 @@ class _Statements:
         tree = tree.union_all(select(branch, node.id, tree.c.depth + 1)
                               .where(node.parent_id == tree.c.id, tree.c.depth < MAX_DEPTH))
         job = aliased(Membership)
-        in_unit = (select(func.count()).where(job.group_id == tree.c.id, job.user_id.is_not(None), in_effect(job, _NOW))
+        in_unit = (select(func.count()).where(job.group_id == tree.c.id, job.user_id.is_not(None), leavers.in_effect(_NOW, job))
                    .scalar_subquery())
         # materialized: each unit's count is taken once (both sums below read it)
         per_unit = (select(tree.c.branch, (tree.c.id == tree.c.branch).label("own"), in_unit.label("n"))
@@ -258,7 +250,7 @@ class _Statements:
         # estimate the walk, would otherwise hash every employment of it)
         theirs = (select(ex_job.user_id, ex_job.group_id, active.label("active"))
                   .select_from(exceptions).join(who, who.id == exceptions.c.id)
-                  .join(ex_job, ex_job.user_id == exceptions.c.id).where(in_effect(ex_job, _NOW))
+                  .join(ex_job, ex_job.user_id == exceptions.c.id).where(leavers.in_effect(_NOW, ex_job))
                   .cte("exception_jobs").prefix_with("MATERIALIZED"))
         ex_rows = select().select_from(theirs).join(tree, tree.c.id == theirs.c.group_id)
         active = theirs.c.active
@@ -313,12 +305,12 @@ class _Statements:
         def employed():
             job_ = aliased(Membership)
             return select(job_.user_id).where(job_.group_id.in_(in_units), job_.user_id.is_not(None),
-                                             in_effect(job_, _NOW))
+                                             leavers.in_effect(_NOW, job_))
 
         def employs(person):
             job_ = aliased(Membership)
             return (select(literal(1)).where(job_.user_id == person.id, _unindexed(job_.group_id).in_(in_units),
-                                             in_effect(job_, _NOW)).exists())
+                                             leavers.in_effect(_NOW, job_)).exists())
 
         def page(how: str):
             person = aliased(User)
@@ -337,7 +329,7 @@ class _Statements:
             shown = aliased(Membership)
             # found by the person's own employments (their index), then checked against the units
             chosen = (select(shown.id).where(shown.user_id == ids.c.id, _unindexed(shown.group_id).in_(in_units),
-                                             in_effect(shown, _NOW))
+                                             leavers.in_effect(_NOW, shown))
                       .order_by(shown.is_primary.desc(), shown.start_date.asc().nulls_first(), shown.id)
                       .limit(1).scalar_subquery())
             user_, emp, unit_ = aliased(User), aliased(Membership), aliased(Group)
@@ -505,7 +497,7 @@ def people_in(session: Session, tenant_id: int, unit_id: str, now: dt.datetime, 
     """The people the unit's ``subtree_headcount`` counts, by displayName then id: (total, page).
 
     The headcount's population: active users (``counts_as_active``) with an employment in
-    effect (``in_effect``) in the unit's subtree. Each person is listed once, however many of
+    effect (``storage.leavers.in_effect``) in the unit's subtree. Each person is listed once, however many of
     their employments lie in the subtree, with one of them (title and unit: the primary, else
     the earliest started, else the first written). So ``total`` is the unit's
     ``subtree_headcount``: pass it as ``total`` when known (the unit's page has it), else it is
