@@ -36,6 +36,7 @@ from typing import Any
 import seed
 from sqlalchemy import delete, func, insert, select, update
 
+from scim_server.storage import derived
 from scim_server.storage import tenants as tenant_store
 from scim_server.storage.db import make_engine, make_session_factory
 from scim_server.storage.migrate import upgrade
@@ -313,6 +314,7 @@ def ensure_org_database(url: str, users: int, log=print) -> dict[str, Any]:
             t_jobs = time.perf_counter()
             for s in range(0, len(jobs), seed.BATCH):
                 conn.execute(insert(Membership), jobs[s:s + seed.BATCH])
+            derived.store_chosen_units(conn, tenant_id=tenant_id)  # as the write service keeps it
             t_jobs = time.perf_counter() - t_jobs
             marker = {"version": ORG_SEED_VERSION, "users": users, "tenant_id": tenant_id,
                       "seeded_at": now.isoformat(), "form": form, "expect": expect,

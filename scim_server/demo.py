@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from stdnum import ean as gs1_ean
 
 from .scim.schemas import ENTERPRISE_USER
-from .storage import hierarchy, leavers
+from .storage import derived, hierarchy, leavers
 from .storage.models import Group, Membership, User, utcnow
 
 FIRST = ["Søren", "Mette", "Jørgen", "Birgitte", "Anders", "Lærke", "Mads", "Ida", "Frederik", "Signe",
@@ -156,6 +156,7 @@ def load(session: Session, tenant_id: int, employees: int = 3000, externals: int
     for start in range(0, len(memberships), 1000):
         session.execute(insert(Membership), memberships[start:start + 1000])
     hierarchy.refresh_effective_ean(session, units.id)
+    derived.store_chosen_units(session, tenant_id=tenant_id)  # rows inserted here, not by the write service
     leavers.evaluate(session, tenant_id=tenant_id)
     return Summary(len(flat), len(users) - externals, externals, counts["leavers"], counts["future"])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import tempfile
+import uuid
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from scim_server import create_app
 from scim_server.config import Settings
 from scim_server.http.auth import token_cache
 from scim_server.storage import clients, tenants
+from scim_server.storage.db import make_engine
 from scim_server.storage.migrate import upgrade
 from scim_server.storage.models import Base
 
@@ -194,6 +196,25 @@ def cli(app):
         return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture
+def empty_database(app):
+    """A database of its own, migrated by the test (a migration's own test): a new SQLite file,
+    or on PostgreSQL a schema of its own in the test database."""
+    url = app.config["SCIM"].database_url
+    if url.startswith("sqlite"):
+        yield f"sqlite:///{tempfile.mkdtemp(prefix='scim-mig-')}/migrate.db"
+        return
+    schema = f"mig_{uuid.uuid4().hex[:12]}"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in url else "?"
+    yield f"{url}{separator}options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import dataclasses
 import io
 import json
 import logging
-import tempfile
 import uuid
 from urllib.parse import quote
 
@@ -442,25 +441,6 @@ def test_database_refuses_unit_codes_differing_only_in_case(app, api):
                               "last_modified, is_org_unit, unit_code) VALUES (:id, :t, 'Y', '{}', 1, "
                               "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, true, 'X-1')"), {"id": str(uuid.uuid4()), "t": tenant_id})
     assert "unique" in str(refused.value).lower()
-
-
-@pytest.fixture
-def empty_database(app):
-    """A database of its own, migrated by the test: a new SQLite file, or on PostgreSQL a
-    schema of its own in the test database."""
-    url = app.config["SCIM"].database_url
-    if url.startswith("sqlite"):
-        yield f"sqlite:///{tempfile.mkdtemp(prefix='scim-mig-')}/migrate.db"
-        return
-    schema = f"mig_{uuid.uuid4().hex[:12]}"
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in url else "?"
-    yield f"{url}{separator}options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
 
 
 def test_migration_refuses_unit_codes_differing_only_in_case_and_names_them(empty_database):

@@ -29,8 +29,9 @@ EAN. Its unit lines name the units that lack one.
 
 Everything is counted in the database (one GROUP BY over the tenant's users): a tenant of
 100,000 users costs one statement and a few hundred result rows, never the users themselves. The
-statement reads the users once and the employments once (ranked by a window, not looked up
-user by user), so its cost grows with the tenant, not with the tenant times an index search.
+statement reads the users once, each joined to the unit of its chosen employment (kept on the
+user, ``users.chosen_unit_id``), so its cost grows with the tenant, not with the tenant times
+an index search.
 
 The renderings (``billing_json``, ``billing_rows``, ``billing_csv``, ``billing_xlsx``) live here
 too, so the admin API and the console's downloads are the same file.
@@ -43,10 +44,10 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import Integer, and_, cast, exists, func, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
-from ..storage.derived import chosen_employments, effective_ean_of, effective_ean_unit_of
+from ..storage.derived import effective_ean, effective_ean_unit
 from ..storage.models import Group, Membership, User
 
 
@@ -89,44 +90,49 @@ def _in_effect_on(job, start: dt.datetime, next_day: dt.datetime):
 
 def _idle(tenant_id: int, start: dt.datetime, next_day: dt.datetime):
     """The ids of the users with employments none of which is in effect on the day: found among
-    the few with an employment not in effect (not started, or ended), each then checked for one
-    in effect by its own employments, rather than every user's employments looked at."""
-    job, unit = aliased(Membership), aliased(Group)
+    the few with an employment not in effect, each then checked for one in effect by its own
+    employments, rather than every user's employments looked at. Not in effect is "starts after
+    the day" or "ended before it", two range searches of the (tenant, start date) and (tenant,
+    end date) indexes (migration 0010); one OR of both would read every employment instead."""
     other, other_unit = aliased(Membership), aliased(Group)
-    working = exists().where(other.user_id == job.user_id, other_unit.id == other.group_id, other_unit.is_org_unit,
-                             _in_effect_on(other, start, next_day))
-    return (select(job.user_id).join(unit, and_(unit.id == job.group_id, unit.is_org_unit))
-            .where(job.tenant_id == tenant_id, job.user_id.is_not(None),
-                   ~_in_effect_on(job, start, next_day), ~working))
+
+    def employments(where):
+        job, unit = aliased(Membership), aliased(Group)
+        return (select(job.user_id).join(unit, and_(unit.id == job.group_id, unit.is_org_unit))
+                .where(job.tenant_id == tenant_id, job.user_id.is_not(None), where(job)))
+
+    candidates = union_all(employments(lambda job: job.start_date >= next_day),
+                           employments(lambda job: job.end_date < start)).subquery("not_in_effect")
+    working = exists().where(other.user_id == candidates.c.user_id, other_unit.id == other.group_id,
+                             other_unit.is_org_unit, _in_effect_on(other, start, next_day))
+    return select(candidates.c.user_id).where(~working)
 
 
 def billing(session: Session, tenant_id: int, on: dt.date) -> BillingReport:
     """The users billed on ``on``, per effective EAN and, under each, per unit.
 
-    One statement, in one pass over the tenant's users and one over its employments: each
-    employed user's chosen employment (``derived.chosen_employments``) is joined to the user
-    (and the employed users without an employment in effect on the day, ``_idle``, left out), so
-    each billed user's (EAN, unit) pair comes from ``derived.effective_ean_of`` and
-    ``effective_ean_unit_of``, the set-based forms of ``effective_ean`` and
-    ``effective_ean_unit``; the pairs are counted, and only the few hundred counted lines are
-    joined to their unit for its code and name. Lines come by EAN (the line without one last),
+    One statement, in one pass over an index of the tenant's users: they are counted per
+    chosen unit and own ean (the employed users without an employment in effect on the day,
+    ``_idle``, left out), each such pair's (EAN, unit) comes from ``derived.effective_ean`` (with
+    the chosen unit joined) and ``effective_ean_unit``; the pairs are summed per (EAN, unit),
+    and only the counted lines are joined to their unit for its code and name. Lines come by EAN (the line without one last),
     units within a line by users (most first), then unitCode (the own-EAN line, without a unit,
     after the units with as many users)."""
     start, next_day = _day(on)
-    chosen = chosen_employments(tenant_id)
-    employed = chosen.c.user_id.is_not(None)
-    billed = (select(effective_ean_of(User, chosen).label("ean"),
-                     effective_ean_unit_of(User, chosen).label("unit_id"))
-              .select_from(User).outerjoin(chosen, chosen.c.user_id == User.id)
-              # tenant_id + 0: every user of the tenant is read, fastest in one pass over the table
-              # (SQLite, keeping no statistics, would otherwise look each one up by an index)
-              .where((User.tenant_id + 0) == tenant_id, User.active.isnot(False),
-                     or_(and_(employed, chosen.c.user_id.not_in(_idle(tenant_id, start, next_day))),
-                         and_(~employed, User.ean.isnot(None))))
-              .subquery("billed"))
-    users = func.count().label("users")
-    counted = (select(billed.c.ean, billed.c.unit_id, users)
-               .group_by(billed.c.ean, billed.c.unit_id).subquery("counted"))
+    employed = User.chosen_unit_id.is_not(None)
+    # first the billed users counted per (chosen unit, own ean): read from the index that holds
+    # those columns (migration 0010), not from the table's rows, which carry whole documents
+    per_pair = (select(User.chosen_unit_id, User.ean, func.count().label("users"))
+                .where(User.tenant_id == tenant_id, User.active.isnot(False),
+                       or_(and_(employed, User.id.not_in(_idle(tenant_id, start, next_day))),
+                           and_(~employed, User.ean.isnot(None))))
+                .group_by(User.chosen_unit_id, User.ean).subquery("per_pair"))
+    # then each pair's effectiveEan and unit by their one definition, a few thousand joins
+    unit = aliased(Group)
+    ean, unit_id = effective_ean(per_pair.c, unit).label("ean"), effective_ean_unit(per_pair.c).label("unit_id")
+    counted = (select(ean, unit_id, cast(func.sum(per_pair.c.users), Integer).label("users"))  # not NUMERIC
+               .select_from(per_pair).outerjoin(unit, unit.id == per_pair.c.chosen_unit_id)
+               .group_by(ean, unit_id).subquery("counted"))
     rows = session.execute(
         select(counted.c.ean, counted.c.unit_id, Group.unit_code, Group.display_name, counted.c.users)
         .select_from(counted).outerjoin(Group, Group.id == counted.c.unit_id)

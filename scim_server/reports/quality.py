@@ -5,9 +5,10 @@ learner no manager can follow up, an account for a person who left. The definiti
 is ``users.active`` not false, as billing counts; an *employment* is a membership of an org unit):
 
 ``without_org_unit``
-    Active users with no employment at all, ended or future ones included: nobody sees them in
-    the org tree. External users (consultants) land here too: the check cannot tell a person the
-    master data forgot from one it never had, and the admin can.
+    Active users with no employment at all, ended or future ones included (so no chosen one,
+    ``users.chosen_unit_id``): nobody sees them in the org tree. External users (consultants)
+    land here too: the check cannot tell a person the master data forgot from one it never
+    had, and the admin can.
 ``without_manager``
     Active users without a manager: approvals and follow-ups have nobody to go to.
 ``without_effective_ean``
@@ -18,8 +19,8 @@ is ``users.active`` not false, as billing counts; an *employment* is a membershi
     tenant (active or not: an old account of the same person is a duplicate too); sign-in and
     notifications by e-mail cannot tell them apart. A *work* e-mail is one of the user's
     ``emails`` with ``type`` "work" or no type at all (a client that sends one address often
-    leaves the type out). One finding per user and e-mail, the e-mail as its detail, ordered by
-    e-mail so each duplicate's accounts are listed together.
+    leaves the type out), as ``storage.emails`` keeps them. One finding per user and e-mail,
+    the e-mail as its detail, ordered by e-mail so each duplicate's accounts are listed together.
 ``units_without_ean``
     Org units with no EAN of their own or above them (``Group.effective_ean`` NULL): whoever's
     chosen employment is there cannot be invoiced. Detail: the unitCode.
@@ -46,14 +47,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, and_, case, exists, func, literal, or_, select, true
+from sqlalchemy import String, and_, case, func, literal, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Select
 
 from ..storage import leavers
-from ..storage.derived import chosen_employments, effective_ean_of
-from ..storage.jsonsql import JsonDialect
-from ..storage.models import Group, Membership, User
+from ..storage.derived import effective_ean
+from ..storage.models import Group, Membership, User, WorkEmail
 
 #: the checks, in the order the console and the API show them
 CHECKS = ("without_org_unit", "without_manager", "without_effective_ean", "duplicate_emails",
@@ -85,11 +85,6 @@ def _users(tenant_id: int, *where, detail=None, tenant=None) -> Select:
             .order_by(User.user_name, User.id))
 
 
-def _employed():
-    job, unit = aliased(Membership), aliased(Group)
-    return exists().where(job.user_id == User.id, unit.id == job.group_id, unit.is_org_unit)
-
-
 def _employment_states(tenant_id: int, now: dt.datetime, among):
     """Per user with employments: whether one is in effect now, whether one starts later, the
     earliest start to come and the latest end date, by the leaver rule's own definitions.
@@ -115,19 +110,13 @@ def _iso_date(value: Any) -> str | None:
     return value.date().isoformat() if value is not None else None
 
 
-def _duplicate_emails(session: Session, tenant_id: int) -> Select:
-    json = JsonDialect(session.get_bind().dialect.name)
-    owner = aliased(User)
-    emails = json.elements(owner.attributes, ("emails",))
-    kind = json.element_text(emails.c.value, "type")
-    work = (select(owner.id.label("user_id"), func.lower(json.element_text(emails.c.value, "value")).label("email"))
-            .select_from(owner).join(emails, true())
-            .where(owner.tenant_id == tenant_id, or_(kind.is_(None), func.lower(kind) == "work"))
-            .distinct().cte("work_emails"))
-    # (user, e-mail) pairs are distinct, so two rows of one e-mail are two users
-    shared = (select(work.c.email).where(work.c.email.isnot(None))
-              .group_by(work.c.email).having(func.count() > 1))
-    mine = select(work.c.user_id, work.c.email).where(work.c.email.in_(shared)).subquery()
+def _duplicate_emails(tenant_id: int) -> Select:
+    """Read from the users' work e-mails as the user store keeps them (``storage.emails``): the
+    addresses more than one user of the tenant has, found by a pass over their index."""
+    shared = (select(WorkEmail.email).where(WorkEmail.tenant_id == tenant_id)
+              .group_by(WorkEmail.email).having(func.count() > 1))
+    mine = (select(WorkEmail.user_id, WorkEmail.email)
+            .where(WorkEmail.tenant_id == tenant_id, WorkEmail.email.in_(shared)).subquery())
     return (_users(tenant_id, _active(), detail=mine.c.email)
             .join(mine, mine.c.user_id == User.id)
             .order_by(None).order_by(mine.c.email, User.user_name, User.id))
@@ -135,22 +124,19 @@ def _duplicate_emails(session: Session, tenant_id: int) -> Select:
 
 def _check(session: Session, tenant_id: int, check: str, now: dt.datetime) -> Select:
     """The statement of one check's list, ordered; its rows are a Finding's fields."""
-    # every user of the tenant is read: SQLite, keeping no statistics, would read them one look-up
-    # at a time through a (tenant_id, ...) index, where one pass over the table is 40% faster
-    whole = (User.tenant_id + 0) == tenant_id if session.get_bind().dialect.name == "sqlite" else None
     if check == "without_org_unit":
-        return _users(tenant_id, _active(), ~_employed(), tenant=whole)
+        # no employment at all is no chosen one (``derived.store_chosen_units``): read from an index
+        return _users(tenant_id, _active(), User.chosen_unit_id.is_(None))
     if check == "without_manager":
         # tenant_id + 0: the manager_id index finds the few without one; SQLite, keeping no
         # statistics, would otherwise read every user of the tenant through a (tenant_id, ...) index
         return _users(tenant_id, _active(), User.manager_id.is_(None), tenant=(User.tenant_id + 0) == tenant_id)
     if check == "without_effective_ean":
-        # the set-based effectiveEan: every employment of the tenant ranked once, not per user
-        chosen = chosen_employments(tenant_id)
-        return (_users(tenant_id, _active(), effective_ean_of(User, chosen).is_(None), tenant=whole)
-                .outerjoin(chosen, chosen.c.user_id == User.id))
+        unit = aliased(Group)  # the chosen employment's unit, joined once for every user
+        return (_users(tenant_id, _active(), effective_ean(User, unit).is_(None))
+                .outerjoin(unit, unit.id == User.chosen_unit_id))
     if check == "duplicate_emails":
-        return _duplicate_emails(session, tenant_id)
+        return _duplicate_emails(tenant_id)
     if check == "units_without_ean":
         return (select(literal("Group", String()).label("resource_type"), Group.id.label("id"),
                        Group.display_name.label("name"), Group.display_name.label("display_name"),

@@ -18,6 +18,7 @@ from ..scim.errors import invalid_value, mutability, no_target
 from ..scim.filters import FilterCompiler
 from ..scim.schemas import Attribute
 from ..scim.validators import P2L_USER
+from . import derived, leavers
 from .db import take_write_lock
 from .models import Group, Membership, User, utcnow
 from .resolvers import employment_element
@@ -38,6 +39,18 @@ def parse_datetime(value: str | None) -> dt.datetime | None:
         return None
     moment = dt.datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def changed(session: Session, user_ids: list[str]) -> list[leavers.Change]:
+    """These users' employments were just written (added, removed, re-dated, made primary), from
+    either side: the user's ``employments`` or an org unit's ``members``. What follows from them,
+    in this order: the employment effectiveEan comes from is chosen again
+    (``derived.store_chosen_units``), then the leaver rule decides ``active`` (``leavers.evaluate``,
+    forced); its changes are returned. Every writer of employment rows calls this once."""
+    if not user_ids:
+        return []
+    derived.store_chosen_units(session, user_ids=user_ids)
+    return leavers.evaluate(session, user_ids=user_ids, force=True)
 
 
 def in_org_unit():

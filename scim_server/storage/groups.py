@@ -15,7 +15,7 @@ from ..scim.errors import ScimError, invalid_value, mutability, not_found, uniqu
 from ..scim.filters import FilterCompiler
 from ..scim.projection import Projection
 from ..scim.validators import P2L_GROUP
-from . import hierarchy, leavers
+from . import employments, hierarchy
 from .models import Group, Membership, User, utcnow
 from .resolvers import GroupResolver, member_element
 from .resources import ResourceStore, check_version, of_tenant
@@ -124,11 +124,15 @@ class GroupStore(ResourceStore):
             raise uniqueness(f"unitCode '{row.unit_code}' is already used by another org unit{spelt}")
 
     def update(self, row: Group, doc: dict[str, Any]) -> None:
+        was_unit = row.is_org_unit
         tree_changed = self._write(row, doc)
         self._touch(row)
         self._flush()
         if tree_changed:
             hierarchy.refresh_effective_ean(self.session, row.id)
+        if row.is_org_unit and not was_unit:  # its user members are employed in it from now on
+            employments.changed(self.session, list(self.session.scalars(select(Membership.user_id).where(
+                Membership.group_id == row.id, Membership.user_id.is_not(None)))))
 
     def create(self, doc: dict[str, Any]) -> tuple[Group, dict[str, Any]]:
         now = utcnow()
@@ -202,7 +206,7 @@ class GroupStore(ResourceStore):
                                  .values(version=bindparam("new_version"), last_modified=bindparam("now")), changed)
         employed = [r["user_id"] for r in rows if groups[r["group_id"]].is_org_unit]
         if employed:  # new employments may (re)activate their users
-            leavers.evaluate(self.session, user_ids=employed, force=True)
+            employments.changed(self.session, employed)
         return out
 
     def collections(self, row: Group) -> dict[str, MemberRows]:
@@ -219,7 +223,7 @@ class GroupStore(ResourceStore):
                 Membership.group_id == row.id, Membership.user_id.isnot(None))))
         super().delete(row)
         if employees:  # their employments here are gone: the rest decide whether they stay active
-            leavers.evaluate(self.session, user_ids=employees, force=True)
+            employments.changed(self.session, employees)
 
     def _integrity_error(self, exc: IntegrityError) -> ScimError:
         return uniqueness("unitCode is already used by another org unit")
@@ -297,7 +301,7 @@ class MemberRows:
             self.session.execute(insert(Membership), rows)
             self.added += [r["user_id"] or r["member_group_id"] for r in rows]
             if self.group.is_org_unit:  # new employments may (re)activate their users
-                leavers.evaluate(self.session, user_ids=[r["user_id"] for r in rows if r["user_id"]], force=True)
+                employments.changed(self.session, [r["user_id"] for r in rows if r["user_id"]])
 
     def remove(self, value_filter) -> None:
         condition = Membership.group_id == self.group.id
@@ -310,7 +314,7 @@ class MemberRows:
         affected = [u for u, _ in removed if u] if self.group.is_org_unit else []
         self.session.execute(delete(Membership).where(condition).execution_options(synchronize_session=False))
         if affected:  # ended employments may deactivate their users
-            leavers.evaluate(self.session, user_ids=affected, force=True)
+            employments.changed(self.session, affected)
 
     def replace(self, values: Iterable[dict[str, Any]]) -> None:
         self.remove(None)

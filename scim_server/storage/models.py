@@ -262,6 +262,13 @@ class User(Base):
     employment_state: Mapped[str | None] = mapped_column(String(10), default=None)
     #: the source (sync) that created the user and keeps it; NULL: an IdP's or an API client's
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), default=None)
+    #: plan2learn: the org unit of the employment effectiveEan is taken from (``derived``'s rule:
+    #: primary, else earliest start, else first written), kept by ``derived.store_chosen_units``
+    #: whenever the user's employments change, so effectiveEan is one join for a read, a filter
+    #: and a report over a whole tenant alike. NULL: no employment.
+    chosen_unit_id: Mapped[str | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="SET NULL"), default=None, index=True
+    )
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_modified: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -272,6 +279,20 @@ class User(Base):
     # before taking SQLite's write lock finds out if it changed meanwhile (see
     # storage.db.take_write_lock). The stores set the new version themselves.
     __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+
+
+class WorkEmail(Base):
+    """One of a user's work e-mail addresses, lower-cased: a copy of what the user's document
+    holds (``emails`` of type "work" or of no type), kept by the user store on every write of
+    the user (``storage.emails``), so that finding addresses two users share is one pass over
+    an index instead of a parse of every user's document (the data-quality check)."""
+
+    __tablename__ = "work_emails"
+    __table_args__ = (Index("ix_work_emails_tenant_email", "tenant_id", "email"),)
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
 
 
 class Group(Base):

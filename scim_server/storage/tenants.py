@@ -26,6 +26,7 @@ from .models import (
     Tenant,
     UsedAssertion,
     User,
+    WorkEmail,
     utcnow,
 )
 
@@ -173,6 +174,7 @@ def delete_tenant(session: Session, tenant: Tenant) -> dict[str, int]:
     counts["memberships"] = remove(Membership.__table__, Membership.tenant_id == tid)
     connection.execute(update(User.__table__).where(User.tenant_id == tid, User.manager_id.is_not(None))
                        .values(manager_id=None))
+    remove(WorkEmail.__table__, WorkEmail.tenant_id == tid)  # copies of the users' documents
     counts["users"] = remove(User.__table__, User.tenant_id == tid)
     connection.execute(update(Group.__table__).where(Group.tenant_id == tid, Group.parent_id.is_not(None))
                        .values(parent_id=None))

@@ -20,8 +20,7 @@ from ..scim.marshal import format_datetime
 from ..scim.projection import Projection
 from ..scim.schemas import ENTERPRISE_USER
 from ..scim.validators import P2L_USER
-from . import audit, hierarchy, leavers, passwords, placement
-from .derived import effective_ean
+from . import audit, derived, emails, employments, hierarchy, passwords, placement
 from .employments import EmploymentRows
 from .jsonsql import JsonDialect
 from .models import Group, Membership, User, utcnow
@@ -252,6 +251,7 @@ class UserStore(ResourceStore):
         row.__dict__.update(values)
         with self._write_errors():
             self.session.connection().execute(INSERT_USER, values)
+        emails.store(self.session, self.tenant_id, [(row.id, frozenset(), emails.work_emails(values["attributes"]))])
         make_transient_to_detached(row)  # as if loaded: later changes (employments, leavers) use the ORM
         self.session.add(row)
         self._memberships[row.id] = []  # a new user is in no group yet
@@ -309,12 +309,14 @@ class UserStore(ResourceStore):
         if rows:
             with self._write_errors():
                 self.session.connection().execute(INSERT_USER, rows)
+            emails.store(self.session, self.tenant_id,
+                         [(r["id"], frozenset(), emails.work_emails(r["attributes"])) for r in rows])
         if jobs:
             self.session.connection().execute(INSERT_MEMBERSHIPS, jobs)
             employed_ids = list(dict.fromkeys(j["user_id"] for j in jobs))
             for user_id in employed_ids:
                 self._memberships_changed(user_id)
-            changed = {c.user_id: c for c in leavers.evaluate(self.session, user_ids=employed_ids, force=True)}
+            changed = {c.user_id: c for c in employments.changed(self.session, employed_ids)}
             for row in out:  # the rows say what the leaver rule wrote (a future starter is inactive)
                 change = changed.get(getattr(row, "id", None))
                 if change is not None:
@@ -392,6 +394,9 @@ class UserStore(ResourceStore):
                 result = self.session.connection().execute(UPDATE_USER, params)
             if result.rowcount not in (-1, len(params)):  # the rows are locked, or SQLite's write lock held
                 raise StaleDataError("A user changed since it was read")
+        emails.store(self.session, self.tenant_id, [
+            (row.id, emails.work_emails(row.attributes), emails.work_emails(values["attributes"]))
+            for row, values in writes if "attributes" in values])
         for row, values in writes:
             row.__dict__.update(values, last_modified=now)
 
@@ -403,6 +408,8 @@ class UserStore(ResourceStore):
             result = self.session.connection().execute(UPDATE_USER, {**values, "b_id": row.id, "b_version": row.version})
         if result.rowcount != 1:
             raise StaleDataError(f"User {row.id} changed since it was read")
+        emails.store(self.session, self.tenant_id,
+                     [(row.id, emails.work_emails(row.attributes), emails.work_emails(values["attributes"]))])
         for key, value in values.items():
             set_committed_value(row, key, value)
 
@@ -445,8 +452,10 @@ class UserStore(ResourceStore):
         if placed or employments_changed:
             self._memberships_changed(row.id)
         if employments_changed:
-            leavers.evaluate(self.session, user_ids=[row.id], force=True)
+            employments.changed(self.session, [row.id])
             self.session.refresh(row)
+        elif placed:  # placement's employment has no dates: only the choice of unit can change
+            derived.store_chosen_units(self.session, user_ids=[row.id])
 
     def delete(self, row: User) -> None:
         reports = hierarchy.clear_manager_of_reports(self.session, row.id)
@@ -509,7 +518,7 @@ def _statements(dialect: str) -> _UserStatements:
                    .where(Membership.user_id == _users.c.id)
                    .scalar_subquery().label("memberships"))
     # effectiveEan: the very expression filters and sortBy compare, selected beside the user
-    ean = effective_ean(User).label("effective_ean")
+    ean = derived.effective_ean(User).label("effective_ean")
     by_id = select(_users, memberships, ean).where(_users.c.id == bindparam("rid"),
                                                    _users.c.tenant_id == bindparam("tid"))
     # FOR NO KEY UPDATE OF users (PostgreSQL): the user's row only (see resources._by_id)

@@ -1,0 +1,56 @@
+"""Users' work e-mail addresses, kept in a table of their own (``WorkEmail``) beside the
+user's document.
+
+The data-quality check for shared addresses compares every user's work e-mails with every
+other's. Read from the documents, that is a JSON parse of each of a tenant's users per page
+view (1.4 s at 100,000 users on SQLite); read from this table it is a pass over one index.
+The user store writes the rows whenever it writes a user's document (create, replace, patch,
+Bulk and sync alike), so they are never older than the document they copy.
+
+A *work* e-mail is one of the user's ``emails`` with ``type`` "work" or no type at all (a
+client that sends one address often leaves the type out). Addresses are compared
+case-insensitively, so they are stored lower-cased (Python's ``str.lower``, the same folding on
+every database). An address longer than ``MAX_LENGTH`` (RFC 5321 allows 254 characters in a
+path) is no address anyone can share, and is not copied.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, tuple_
+from sqlalchemy.orm import Session
+
+from .models import WorkEmail
+
+MAX_LENGTH = 320
+
+
+def work_emails(document: Mapping[str, Any] | None) -> frozenset[str]:
+    """The lower-cased work e-mail addresses of a user's stored document (``users.attributes``)."""
+    out = set()
+    for email in (document or {}).get("emails") or ():
+        if not isinstance(email, dict):
+            continue
+        kind, value = email.get("type"), email.get("value")
+        if (kind is None or (isinstance(kind, str) and kind.lower() == "work")) \
+                and isinstance(value, str) and value.strip() and len(value) <= MAX_LENGTH:
+            out.add(value.strip().lower())
+    return frozenset(out)
+
+
+def store(session: Session | Connection, tenant_id: int,
+          changes: Iterable[tuple[str, frozenset[str], frozenset[str]]]) -> None:
+    """Write the differences: for each (user id, addresses stored before, addresses now) the
+    rows that went are deleted and the new ones inserted, two statements for all users.
+    A new user's "before" is empty."""
+    gone: list[tuple[str, str]] = []
+    new: list[dict[str, Any]] = []
+    for user_id, before, after in changes:
+        gone += [(user_id, email) for email in before - after]
+        new += [{"user_id": user_id, "email": email, "tenant_id": tenant_id} for email in after - before]
+    if gone:
+        session.execute(delete(WorkEmail).where(tuple_(WorkEmail.user_id, WorkEmail.email).in_(gone))
+                        .execution_options(synchronize_session=False))
+    if new:
+        session.execute(insert(WorkEmail), new)
