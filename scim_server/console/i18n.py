@@ -22,7 +22,7 @@ from babel.dates import format_date, format_datetime
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_decimal
+from babel.numbers import format_decimal, get_group_symbol
 from babel.support import NullTranslations, Translations
 from flask import Flask, g, request
 
@@ -73,8 +73,27 @@ def ngettext(singular: str, plural: str, n: int, **values) -> str:
 _ = gettext
 
 
+@cache
+def _group_symbol(language_: str) -> str | None:
+    """The thousands separator of a language whose decimal pattern groups by three (da: ".",
+    en: ","), or None when it groups otherwise and Babel must format every number."""
+    locale = Locale.parse(language_)
+    pattern = locale.decimal_formats.get(None)
+    if pattern is None or pattern.grouping != (3, 3):
+        return None
+    return get_group_symbol(locale)
+
+
 def number(value: int | float | None) -> str:
-    return "" if value is None else format_decimal(value, locale=Locale.parse(language()))
+    """A count as the language writes it (1.234 in Danish, 1,234 in English). Whole numbers take
+    a short path: a billing page formats thousands of them, and Babel's general one costs 40 µs
+    a number."""
+    if value is None:
+        return ""
+    group = _group_symbol(language()) if isinstance(value, int) and not isinstance(value, bool) else None
+    if group is not None:
+        return f"{value:,}".replace(",", group)
+    return format_decimal(value, locale=Locale.parse(language()))
 
 
 def date(value: dt.date | dt.datetime | None) -> str:
