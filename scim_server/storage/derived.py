@@ -56,13 +56,17 @@ def _chosen_unit_of(user) -> ColumnElement[Any]:
 
 def store_chosen_units(session: Session | Connection, *, user_ids: list[str] | None = None, tenant_id: int | None = None) -> None:
     """Choose again, by the rule, the employment of these users (or of every user of a tenant)
-    whose unit effectiveEan comes from, and store its unit on the user: one UPDATE. Called after
-    any write that adds, removes or changes employments (``employments.changed``), and by
-    writers that insert employment rows themselves (the demo tenant, the bench seeds)."""
+    whose unit effectiveEan comes from, and store its unit on the user: one UPDATE of the users
+    whose choice changed. Called after any write that adds, removes or changes employments
+    (``employments.changed``), and by writers that insert employment rows themselves (the demo
+    tenant, the bench seeds)."""
     if user_ids is not None and not user_ids:
         return
     table = User.__table__
-    statement = update(table).values(chosen_unit_id=_chosen_unit_of(table.c))
+    chosen = _chosen_unit_of(table.c)
+    # only the rows whose choice changed are written: a new employment rarely changes it, and an
+    # UPDATE of an unchanged row still locks it and leaves a dead row version on PostgreSQL
+    statement = update(table).values(chosen_unit_id=chosen).where(table.c.chosen_unit_id.is_distinct_from(chosen))
     if user_ids is not None:
         statement = statement.where(table.c.id.in_(list(dict.fromkeys(user_ids))))
     if tenant_id is not None:
