@@ -174,6 +174,108 @@ def seed_audit(url: str, tenant_id: int, events: int, deep_user: str, log_events
         engine.dispose()
 
 
+FINDINGS_KEY = "console-findings"
+
+
+def seed_findings(url: str, tenant_id: int, findings: int, spare: set[str], seeded: str) -> dict:
+    """Give the data-quality checks something to find, once per database: orgseed's data has
+    unique e-mails, EANs everywhere and everyone employed now, so every list but one would be
+    empty. Written through the SCIM API in-process (BulkRequests of 500 operations through
+    Flask's test client, with a token of the tenant), so the write service keeps what it keeps
+    (the e-mail copies, the chosen units, the leaver rule); ``findings`` (N) sets the sizes:
+
+    * N users in pairs share a work e-mail (``duplicate_emails``: N rows);
+    * N/2 users' employment starts in 30 days (``future_starters``; the rule makes them inactive);
+    * N/2 users' employment ended yesterday, and an IdP made them active again (``leavers_due``);
+    * N/10 users lose their employment and their manager (``without_org_unit``,
+      ``without_manager``, ``without_effective_ean``).
+
+    Nothing is created (orgseed would see other counts and seed again) and every unit keeps the
+    kommune's EAN, so ``units_without_ean`` stays empty. The root unit's people total drops by
+    the future starters, the leavers and those without employment.
+
+    The users changed are staff without reports, never one in ``spare`` (the measured person,
+    the top manager). ``seeded``: when orgseed seeded the data (its marker's ``seeded_at``): findings
+    written for an earlier seed are written again. Returns what it wrote (or found, ``reused``)."""
+    import datetime as dt
+    import logging
+
+    from scim_server.app import create_app
+    from scim_server.config import Settings
+    from scim_server.storage import tenants
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            done = conn.scalar(select(seed_mod.marker_table.c.value).where(seed_mod.marker_table.c.key == FINDINGS_KEY))
+        if done and json.loads(done).get("seeded") != seeded:  # orgseed seeded the tenant again since
+            with engine.begin() as conn:
+                conn.execute(seed_mod.marker_table.delete().where(seed_mod.marker_table.c.key == FINDINGS_KEY))
+            done = None
+        if done and json.loads(done).get("findings") == findings:
+            return dict(json.loads(done), reused=True)
+        if done:
+            raise RuntimeError(f"{url} holds {json.loads(done)['findings']} findings, not {findings}: reseed it "
+                               "(drop the database) or pass --findings {json.loads(done)['findings']}")
+        with make_session_factory(engine)() as session:
+            managers = select(User.manager_id).where(User.tenant_id == tenant_id, User.manager_id.is_not(None))
+            staff = session.execute(
+                select(User.id, Membership.group_id).join(Membership, Membership.user_id == User.id)
+                .where(User.tenant_id == tenant_id, User.id.not_in(managers))
+                .order_by(User.user_name.desc()).limit(3 * findings)).all()
+            staff = [s for s in staff if s.id not in spare][:2 * findings + findings // 10]
+    finally:
+        engine.dispose()
+    app = create_app(Settings.from_env(database_url=url))
+    logging.getLogger("scim_server.access").setLevel(logging.WARNING)
+    with app.extensions["scim_sessions"].begin() as session:
+        token = tenants.create_token(session, tenants.get_tenant(session, TENANT), "bench findings", "scim:read scim:write")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    p2l = "urn:ietf:params:scim:schemas:extension:plan2learn:2.0"
+
+    patch_op = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+    operations: list[dict] = []
+
+    def patch(user_id: str, *ops: dict) -> None:
+        operations.append({"method": "PATCH", "path": f"/Users/{user_id}",
+                           "data": {"schemas": [patch_op], "Operations": list(ops)}})
+
+    t0 = time.perf_counter()
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    shared, rest, loose = staff[:findings], staff[findings:2 * findings], staff[2 * findings:]
+    for i, user in enumerate(shared):
+        patch(user.id, {"op": "replace", "path": "emails",
+                        "value": [{"value": f"Bench-Shared-{i // 2}@example.dk", "type": "work"}]})
+    half = len(rest) // 2
+    for user in rest[:half]:
+        patch(user.id, {"op": "replace", "path": f'{p2l}:User:employments[value eq "{user.group_id}"].startDate',
+                        "value": (today + dt.timedelta(days=30)).isoformat().replace("+00:00", "Z")})
+    for user in rest[half:]:
+        patch(user.id, {"op": "replace", "path": f'{p2l}:User:employments[value eq "{user.group_id}"].endDate',
+                        "value": (today - dt.timedelta(days=1)).isoformat().replace("+00:00", "Z")})
+    for user in rest[half:]:  # an IdP sets them active again: the rule waits for the next employment change
+        patch(user.id, {"op": "replace", "path": "active", "value": True})
+    for user in loose:  # no employment (so no unit and no EAN either) and no manager
+        patch(user.id, {"op": "remove", "path": f"{p2l}:User:employments"},
+              {"op": "remove", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"})
+    for start in range(0, len(operations), 500):  # BulkRequests, in order: not one request per change
+        body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": operations[start:start + 500]}
+        r = client.post("/scim/v2/Bulk", data=json.dumps(body), headers=headers)
+        failed = [o for o in (r.get_json() or {}).get("Operations", []) if not str(o.get("status", "")).startswith("2")]
+        if r.status_code != 200 or failed:
+            raise RuntimeError(f"POST /Bulk: {r.status_code} {failed[:3] or r.get_data(as_text=True)[:300]}")
+    out = {"findings": findings, "seeded": seeded, "duplicate_emails": len(shared), "future_starters": half,
+           "leavers_due": len(rest) - half, "without_org_unit": len(loose), "seconds": round(time.perf_counter() - t0, 1)}
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(seed_mod.marker_table.insert(), [{"key": FINDINGS_KEY, "value": json.dumps(out)}])
+    finally:
+        engine.dispose()
+    return dict(out, reused=False)
+
+
 def analyze(url: str) -> None:
     """PostgreSQL: fresh statistics of the tables the pages read, as autovacuum would have them
     after the seeding, the audit events and a migration's new indexes (an expression index has
@@ -411,8 +513,11 @@ def check_body(page: dict, status: int, data: bytes, headers: dict, ids: dict) -
     text = data.decode("utf-8", "replace")
     if page.get("expect") and page["expect"] not in text:
         return f"{page['expect']!r} not on the page"
-    if page.get("count") and not re.search(r"\(\s*100[ ,.\u00a0\u202f]?000\s*\)", text):
-        return "the root unit's people total (100,000) is not on the page"
+    if page.get("count"):
+        people = ids["root_people"]
+        spelt = r"[ ,.\u00a0\u202f]?".join([str(people // 1000), f"{people % 1000:03d}"]) if people >= 1000 else str(people)
+        if not re.search(r"\(\s*" + spelt + r"\s*\)", text):
+            return f"the root unit's people total ({people:,}) is not on the page"
     return None
 
 
@@ -638,6 +743,16 @@ def bench_database(db: str, url: str, args, tmpdir: str) -> dict:
     marker = orgseed.ensure_org_database(url, args.users, log=lambda m: log(m.strip()))
     seeded = round(time.perf_counter() - t0, 1)
     ids = find_ids(url, marker)
+    ids["root_people"] = args.users
+    if args.findings:
+        found = seed_findings(url, ids["tenant_id"], args.findings, {ids["deep_user"], ids["top_manager"]},
+                              marker.get("seeded_at"))
+        if not found["reused"]:
+            log(f"  wrote the data-quality findings in {found['seconds']} s: {found}")
+            ids = find_ids(url, marker)  # the quality list measured is one with rows now
+        ids["findings"] = found
+        # future starters, leavers and the unemployed are in no unit's headcount (no employment in effect now)
+        ids["root_people"] = args.users - found["future_starters"] - found["leavers_due"] - found["without_org_unit"]
     ensure_admin(url, ids["tenant_id"])
     if args.audit_events:
         ids["audit"] = seed_audit(url, ids["tenant_id"], args.audit_events, ids["deep_user"])
@@ -769,6 +884,9 @@ def main() -> int:
     ap.add_argument("--explain-all", action="store_true", help="with --explain: every page")
     ap.add_argument("--explain-top", type=int, default=3, help="plans of this many slowest statements per page")
     ap.add_argument("--explain-dir", default=os.path.join(tempfile.gettempdir(), "scim-bench-console-explain"))
+    ap.add_argument("--findings", type=int, default=1000,
+                    help="data-quality findings written once per database through the API (duplicate e-mails, "
+                         "future starters, leavers due, users and units without a unit or EAN; 0: none)")
     ap.add_argument("--audit-events", type=int, default=100_000,
                     help="audit events written for the provisioning log (one create per user; 0: an empty log)")
     ap.add_argument("--code", metavar="REV", help="measure scim_server/ as in this commit (a snapshot made with "
