@@ -31,9 +31,10 @@ walks, defined once each in ``hierarchy`` (``_walk``, ``employed_in``, ``direct_
 """
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -62,16 +63,29 @@ def store_chosen_units(session: Session | Connection, *, user_ids: list[str] | N
     tenant, the bench seeds)."""
     if user_ids is not None and not user_ids:
         return
+    if user_ids is not None:
+        params: dict[str, Any] = {"ids": list(dict.fromkeys(user_ids))}
+        if tenant_id is not None:
+            params["tid"] = tenant_id
+        session.execute(_store_chosen_statement(True, tenant_id is not None), params)
+    elif tenant_id is not None:
+        session.execute(_store_chosen_statement(False, True), {"tid": tenant_id})
+
+
+@cache
+def _store_chosen_statement(of_users: bool, of_tenant: bool):
+    """``store_chosen_units``'s UPDATE, built once per shape: building it (aliases, subqueries)
+    cost more than running it, on every write of employments."""
     table = User.__table__
     chosen = _chosen_unit_of(table.c)
     # only the rows whose choice changed are written: a new employment rarely changes it, and an
     # UPDATE of an unchanged row still locks it and leaves a dead row version on PostgreSQL
     statement = update(table).values(chosen_unit_id=chosen).where(table.c.chosen_unit_id.is_distinct_from(chosen))
-    if user_ids is not None:
-        statement = statement.where(table.c.id.in_(list(dict.fromkeys(user_ids))))
-    if tenant_id is not None:
-        statement = statement.where(table.c.tenant_id == tenant_id)
-    session.execute(statement.execution_options(synchronize_session=False))
+    if of_users:
+        statement = statement.where(table.c.id.in_(bindparam("ids", expanding=True)))
+    if of_tenant:
+        statement = statement.where(table.c.tenant_id == bindparam("tid"))
+    return statement.execution_options(synchronize_session=False)
 
 
 def effective_ean(user=User, unit=None) -> ColumnElement[Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, tuple_
+from sqlalchemy import Connection, bindparam, delete, insert, tuple_
 from sqlalchemy.orm import Session
 
 from .models import WorkEmail
@@ -50,7 +50,12 @@ def store(session: Session | Connection, tenant_id: int,
         gone += [(user_id, email) for email in before - after]
         new += [{"user_id": user_id, "email": email, "tenant_id": tenant_id} for email in after - before]
     if gone:
-        session.execute(delete(WorkEmail).where(tuple_(WorkEmail.user_id, WorkEmail.email).in_(gone))
-                        .execution_options(synchronize_session=False))
+        session.execute(_DELETE, {"pairs": gone})
     if new:
-        session.execute(insert(WorkEmail), new)
+        session.execute(_INSERT, new)
+
+
+_TABLE = WorkEmail.__table__
+# built once: a write of a user runs them, and building costs more than running
+_INSERT = insert(_TABLE)
+_DELETE = delete(_TABLE).where(tuple_(_TABLE.c.user_id, _TABLE.c.email).in_(bindparam("pairs", expanding=True)))
