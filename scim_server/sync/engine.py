@@ -374,6 +374,7 @@ class SnapshotSync:
                 self.owned[person.external_id] = written.row.id
                 self._count("created")
                 self._change(f"user {person.external_id} ({person.user_name}): created")
+            _done_with(people[start:start + 1000])
             self._checkpoint()
 
     def _checkpoint(self) -> None:
@@ -424,6 +425,7 @@ class SnapshotSync:
                 self._change(f"user {person.external_id} ({person.user_name}): updated " + "; ".join(
                     f"{key.rsplit(':', 1)[-1] if key.startswith('urn:') else key}: "
                     f"{change.get('old')!r} -> {change.get('new')!r}" for key, change in changes.items()))
+            _done_with(chunk)
             self._checkpoint()
 
     def _leavers(self, in_file: set[str]) -> None:
@@ -471,6 +473,14 @@ class SnapshotSync:
         if text is None:
             return max(10, active * 5 // 100)
         return parse_limit(str(text), active)
+
+
+def _done_with(people: list[PersonRecord]) -> None:
+    """A chunk's people are written: their documents are freed for the next chunk's (only the
+    externalId is read after this, to find the leavers), so memory does not hold a whole file
+    of documents and a chunk's work on top."""
+    for person in people:
+        person.resource, person.employments = {}, []
 
 
 def _ending(jobs: list[dict[str, Any]], today: dt.datetime, deactivate: bool) -> list[dict[str, Any]]:
