@@ -171,3 +171,33 @@ def test_migration_0010_fills_the_chosen_unit_of_users_already_employed(empty_da
         assert chosen == {"primary-b": "unit-b", "undated-a": "unit-a", "plain-only": None, "none": None}
     finally:
         engine.dispose()
+
+
+# ------------------------------------------------------------------ a PUT that changes nothing
+
+
+def test_a_user_put_naming_the_same_employments_in_another_order_changes_nothing(api, two_units):
+    """Equal start dates, no primary: the employment written first decides. A PUT that names the
+    same employments B-first must not rewrite them (which would make B the first written)."""
+    a, b = two_units
+    start = "2019-03-01T00:00:00Z"
+    user = employed(api, "u@k.dk", job(a, startDate=start), job(b, startDate=start))
+    assert_chosen(api, user, EAN_A, EAN_B)
+    body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "u@k.dk",
+            P2L_USER: {"employments": [job(b, startDate=start), job(a, startDate=start)]}}
+    ok(api.put(f"/Users/{user['id']}", json=body))
+    assert_chosen(api, user, EAN_A, EAN_B)
+
+
+def test_a_group_put_naming_the_same_members_keeps_their_employments(api, two_units):
+    """An org unit's PUT with its members as they are: the employments keep their dates and title
+    (deleting and adding the members again would have dropped them)."""
+    a, _ = two_units
+    user = employed(api, "u@k.dk", job(a, startDate="2020-01-01T00:00:00Z", endDate="2030-12-31T00:00:00Z",
+                                       title="Pædagog", primary=True))
+    body = {"schemas": [CORE_GROUP, P2L_GROUP], "displayName": "A", "members": [{"value": user["id"]}],
+            P2L_GROUP: {"unitCode": "A", "unitType": "department", "ean": EAN_A}}
+    ok(api.put(f"/Groups/{a['id']}", json=body))
+    jobs = get_json(api, f"/Users/{user['id']}")[P2L_USER]["employments"]
+    assert [(j["value"], j.get("startDate"), j.get("endDate"), j.get("title"), j.get("primary")) for j in jobs] == \
+        [(a["id"], "2020-01-01T00:00:00Z", "2030-12-31T00:00:00Z", "Pædagog", True)]

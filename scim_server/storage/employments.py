@@ -114,9 +114,30 @@ class EmploymentRows:
         self.changed = True
 
     def replace(self, values: list[dict[str, Any]]) -> None:
-        self.session.execute(delete(Membership).where(self._mine()).execution_options(synchronize_session=False))
+        """The employments become exactly ``values`` (a PUT). Only what differs is written: an
+        employment named again keeps its row, and with it its place as "the employment written
+        first" that effectiveEan's tie-break reads, whatever order the document lists it in; a
+        PUT that changes no employment writes none (``changed`` stays False: nothing follows)."""
+        wanted: dict[str, dict[str, Any]] = {}
+        for item in values:
+            unit_id = item.get("value")
+            if not unit_id:
+                raise invalid_value("Each employment needs a 'value' with the org unit's id")
+            # a PUT replaces the whole employment: what it leaves out is cleared
+            wanted[unit_id] = {"title": None, "startDate": None, "endDate": None, "primary": False, **item}
+        stored = {row.group_id: row for row in self.session.execute(
+            select(Membership.group_id, *(Membership.__table__.c[c] for c in (*COLUMNS.values(), "source")))
+            .where(self._mine()))}
+        if stored.keys() == wanted.keys() and all(
+                {c: getattr(stored[u], c) for c in (*COLUMNS.values(), "source")} == self.columns(item)
+                for u, item in wanted.items()):
+            return
+        gone = [u for u in stored if u not in wanted]
+        if gone:
+            self.session.execute(delete(Membership).where(self._mine(), Membership.group_id.in_(gone))
+                                 .execution_options(synchronize_session=False))
         self.changed = True
-        self.add(values)
+        self.add(list(wanted.values()))
 
     def remove(self, value_filter) -> None:
         self.session.execute(delete(Membership).where(self._where(value_filter))

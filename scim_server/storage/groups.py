@@ -309,6 +309,9 @@ class MemberRows:
             attr = self.store.rt.top_level("members")
             compiler = FilterCompiler(self.store.rt, self.store.resolver)
             condition = condition & compiler.compile(value_filter, (attr, member_element()))
+        self._remove_where(condition)
+
+    def _remove_where(self, condition) -> None:
         removed = self.session.execute(select(Membership.user_id, Membership.member_group_id).where(condition)).all()
         self.removed += [u or g for u, g in removed]
         affected = [u for u, _ in removed if u] if self.group.is_org_unit else []
@@ -317,7 +320,15 @@ class MemberRows:
             employments.changed(self.session, affected)
 
     def replace(self, values: Iterable[dict[str, Any]]) -> None:
-        self.remove(None)
+        """The members become exactly ``values`` (a PUT): those not named are removed, the new
+        ones added, and those named again keep their rows. In an org unit a member's row is an
+        employment: removing and adding it again would drop its dates, title and primary flag."""
+        values = list(values)
+        kept = [v.get("value") for v in values if isinstance(v, dict) and isinstance(v.get("value"), str)]
+        condition = Membership.group_id == self.group.id
+        if kept:
+            condition = condition & func.coalesce(Membership.user_id, Membership.member_group_id).not_in(kept)
+        self._remove_where(condition)
         self.add(values)
 
     def set_sub(self, value_filter, sub, value) -> None:

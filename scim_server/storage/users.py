@@ -415,9 +415,12 @@ class UserStore(ResourceStore):
 
     def replace(self, row: User, doc: dict[str, Any]) -> dict[str, Any]:
         self.update(row, doc)
+        changed = False
         if self.master_data:
-            self.employments(row).replace((doc.get(P2L_USER) or {}).get("employments") or [])
-        self._after_write(row, doc, employments_changed=self.master_data)
+            jobs = self.employments(row)
+            jobs.replace((doc.get(P2L_USER) or {}).get("employments") or [])
+            changed = jobs.changed
+        self._after_write(row, doc, employments_changed=changed)  # the rules follow changes only
         return {}
 
     def patch(self, row: User, doc: dict[str, Any], collections: dict[str, Any]) -> dict[str, Any]:
