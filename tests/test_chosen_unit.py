@@ -201,3 +201,18 @@ def test_a_group_put_naming_the_same_members_keeps_their_employments(api, two_un
     jobs = get_json(api, f"/Users/{user['id']}")[P2L_USER]["employments"]
     assert [(j["value"], j.get("startDate"), j.get("endDate"), j.get("title"), j.get("primary")) for j in jobs] == \
         [(a["id"], "2020-01-01T00:00:00Z", "2030-12-31T00:00:00Z", "Pædagog", True)]
+
+
+def test_an_idp_put_of_active_wins_like_its_patch_when_the_employments_stay(api, two_units):
+    """The leaver rule follows employment changes: a PUT that sets active and names the same
+    employments changes none, so the IdP's active stands (as a PATCH of active does)."""
+    a, _ = two_units
+    ended = job(a, startDate="2000-01-01T00:00:00Z", endDate="2001-01-01T00:00:00Z")
+    user = employed(api, "u@k.dk", ended)
+    assert get_json(api, f"/Users/{user['id']}")["active"] is False  # the rule: every employment ended
+    body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "u@k.dk", "active": True,
+            P2L_USER: {"employments": [ended]}}
+    assert ok(api.put(f"/Users/{user['id']}", json=body)).get_json()["active"] is True
+    assert get_json(api, f"/Users/{user['id']}")["active"] is True
+    body[P2L_USER]["employments"] = [{**ended, "title": "Vikar"}]  # an employment change: the rule again
+    assert ok(api.put(f"/Users/{user['id']}", json=body)).get_json()["active"] is False

@@ -6,11 +6,10 @@ for users already there."""
 from __future__ import annotations
 
 from sqlalchemy import text
-
-from conftest import CORE_USER
 from test_bulk import bulk
 from test_reports import QUALITY, scoped
 
+from conftest import CORE_USER
 from scim_server.storage.db import make_engine
 from scim_server.storage.migrate import upgrade
 
