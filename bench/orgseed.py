@@ -36,13 +36,13 @@ from typing import Any
 import seed
 from sqlalchemy import delete, func, insert, select, update
 
-from scim_server.storage import derived
+from scim_server.storage import derived, emails
 from scim_server.storage import tenants as tenant_store
 from scim_server.storage.db import make_engine, make_session_factory
 from scim_server.storage.migrate import upgrade
 from scim_server.storage.models import AuditEvent, Group, Membership, Tenant, User, utcnow
 
-ORG_SEED_VERSION = 1
+ORG_SEED_VERSION = 2  # 2: the write service's copies (chosen units, work e-mails) made too
 TENANT = "bench-org"
 MARKER_KEY = "org"
 LEVEL_SIZES = (1, 5, 15, 45, 120, 300, 600, 1000, 1300, 1614)   # 5,000 units, ten levels
@@ -314,7 +314,8 @@ def ensure_org_database(url: str, users: int, log=print) -> dict[str, Any]:
             t_jobs = time.perf_counter()
             for s in range(0, len(jobs), seed.BATCH):
                 conn.execute(insert(Membership), jobs[s:s + seed.BATCH])
-            derived.store_chosen_units(conn, tenant_id=tenant_id)  # as the write service keeps it
+            derived.store_chosen_units(conn, tenant_id=tenant_id)  # as the write service keeps them
+            emails.store_tenant(conn, tenant_id)
             t_jobs = time.perf_counter() - t_jobs
             marker = {"version": ORG_SEED_VERSION, "users": users, "tenant_id": tenant_id,
                       "seeded_at": now.isoformat(), "form": form, "expect": expect,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from stdnum import ean as gs1_ean
 
 from .scim.schemas import ENTERPRISE_USER
-from .storage import derived, hierarchy, leavers
+from .storage import derived, emails, hierarchy, leavers
 from .storage.models import Group, Membership, User, utcnow
 
 FIRST = ["Søren", "Mette", "Jørgen", "Birgitte", "Anders", "Lærke", "Mads", "Ida", "Frederik", "Signe",
@@ -156,7 +156,9 @@ def load(session: Session, tenant_id: int, employees: int = 3000, externals: int
     for start in range(0, len(memberships), 1000):
         session.execute(insert(Membership), memberships[start:start + 1000])
     hierarchy.refresh_effective_ean(session, units.id)
-    derived.store_chosen_units(session, tenant_id=tenant_id)  # rows inserted here, not by the write service
+    # rows inserted here, not by the write service: what it keeps beside them is made here too
+    derived.store_chosen_units(session, tenant_id=tenant_id)
+    emails.store_tenant(session, tenant_id)
     leavers.evaluate(session, tenant_id=tenant_id)
     return Summary(len(flat), len(users) - externals, externals, counts["leavers"], counts["future"])
 

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from test_bulk import bulk
 from test_reports import QUALITY, scoped
 
-from conftest import CORE_USER
+from conftest import CORE_USER, get_json
 from scim_server.storage.db import make_engine
 from scim_server.storage.migrate import upgrade
 
@@ -88,3 +88,18 @@ def test_migration_0010_copies_the_work_emails_of_users_already_there(empty_data
         assert copied == {("u-work", "a@x.dk", tenant), ("u-untyped", "a@x.dk", tenant)}
     finally:
         engine.dispose()
+
+
+def test_the_demo_tenant_s_users_have_their_copies_too(app, api):
+    """The demo data is inserted in bulk, not through the user store: it makes the copies itself,
+    or a duplicate with a demo user would go unseen."""
+    from scim_server import demo
+    from scim_server.storage import tenants
+    with app.extensions["scim_sessions"].begin() as session:
+        demo.load(session, tenants.get_tenant(session, "acme").id, employees=30, externals=3)
+    employee = next(u for u in get_json(api, "/Users?count=200")["Resources"]
+                    if any(e.get("type") == "work" for e in u.get("emails", [])))
+    address = next(e["value"] for e in employee["emails"] if e.get("type") == "work")
+    newcomer = api.create_user("newcomer", emails=[{"value": address.upper(), "type": "work"}])
+    assert sorted(shared(app)) == sorted([(employee["userName"], address.lower()), ("newcomer", address.lower())])
+    assert newcomer["id"]

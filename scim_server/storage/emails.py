@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, tuple_
+from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_
 from sqlalchemy.orm import Session
 
-from .models import WorkEmail
+from .models import User, WorkEmail
 
 MAX_LENGTH = 320
 
@@ -53,6 +53,23 @@ def store(session: Session | Connection, tenant_id: int,
         session.execute(_DELETE, {"pairs": gone})
     if new:
         session.execute(_INSERT, new)
+
+
+def store_tenant(session: Session | Connection, tenant_id: int, batch: int = 5000) -> None:
+    """Copy the work e-mails of every user of a tenant from their documents, replacing what was
+    copied before: for writers that insert users themselves rather than through the user store
+    (the demo tenant, the bench seeds). A batch of users at a time, by id."""
+    users = User.__table__
+    session.execute(delete(_TABLE).where(_TABLE.c.tenant_id == tenant_id))
+    last = ""
+    while True:
+        rows = session.execute(select(users.c.id, users.c.attributes)
+                               .where(users.c.tenant_id == tenant_id, users.c.id > last)
+                               .order_by(users.c.id).limit(batch)).all()
+        if not rows:
+            return
+        store(session, tenant_id, [(user_id, frozenset(), work_emails(document)) for user_id, document in rows])
+        last = rows[-1].id
 
 
 _TABLE = WorkEmail.__table__
