@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..storage import leavers
+from ..storage.derived import rule_order
 from ..storage.hierarchy import MAX_DEPTH, _seeds, _walk, unit_subtree
 from ..storage.models import Group, Membership, User, UTCDateTime
 
@@ -330,7 +331,7 @@ class _Statements:
             # found by the person's own employments (their index), then checked against the units
             chosen = (select(shown.id).where(shown.user_id == ids.c.id, _unindexed(shown.group_id).in_(in_units),
                                              leavers.in_effect(_NOW, shown))
-                      .order_by(shown.is_primary.desc(), shown.start_date.asc().nulls_first(), shown.id)
+                      .order_by(*rule_order(shown))
                       .limit(1).scalar_subquery())
             user_, emp, unit_ = aliased(User), aliased(Membership), aliased(Group)
             return (select(user_.id, user_.user_name, user_.display_name, user_.active, emp.title, emp.group_id,

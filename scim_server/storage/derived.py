@@ -41,9 +41,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from .models import Group, Membership, User
 
 
-def _rule_order(job) -> tuple[ColumnElement[Any], ...]:
+def rule_order(job) -> tuple[ColumnElement[Any], ...]:
     """The order of the rule above over the employments ``job`` (an alias of Membership): the
-    first one is chosen. The one place it is spelled (migration 0010 filled the column by it)."""
+    first one is chosen. The one place it is spelled: the stored choice is made by it (migration
+    0010 filled the column by it), and the org reports show a person's employment by it."""
     return job.is_primary.desc(), job.start_date.asc().nulls_first(), job.id
 
 
@@ -52,7 +53,7 @@ def _chosen_unit_of(user) -> ColumnElement[Any]:
     unit, job = aliased(Group), aliased(Membership)
     return (select(unit.id).join(job, and_(job.group_id == unit.id, unit.is_org_unit))
             .where(job.user_id == user.id)
-            .order_by(*_rule_order(job)).limit(1).scalar_subquery())
+            .order_by(*rule_order(job)).limit(1).scalar_subquery())
 
 
 def store_chosen_units(session: Session | Connection, *, user_ids: list[str] | None = None, tenant_id: int | None = None) -> None:
