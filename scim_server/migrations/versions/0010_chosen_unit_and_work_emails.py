@@ -7,7 +7,7 @@ per request:
   the earliest start with no start date first, else the first written);
 * each user's work e-mail addresses, lower-cased, in ``work_emails`` (``storage.emails``), so
   the check for shared addresses reads an index, not every user's document. Filled here by
-  ``storage.emails.work_emails``, the definition the user store writes them by;
+  ``storage.emails.store_tenant``, by the definition the user store writes them by;
 * the indexes those reports read.
 
 Revision ID: 0010
@@ -16,7 +16,6 @@ Create Date: 2026-12-07
 """
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision = "0010"
 down_revision = "0009"
@@ -33,10 +32,6 @@ WHERE EXISTS (
     SELECT 1 FROM memberships job JOIN groups unit ON unit.id = job.group_id AND unit.is_org_unit
     WHERE job.user_id = users.id)
 """
-#: users read per statement while the work e-mails are filled
-BATCH = 5000
-
-
 def _add_chosen_unit() -> None:
     if op.get_bind().dialect.name == "sqlite":
         # a plain ADD COLUMN: batch mode would rebuild "users" and lose its expression indexes
@@ -55,9 +50,10 @@ def _add_chosen_unit() -> None:
 
 
 def _add_work_emails() -> None:
-    from scim_server.storage.emails import work_emails  # the one definition, as the store writes them
+    # the user store's own copying, as the demo tenant and the bench seeds use it
+    from scim_server.storage.emails import store_tenant
 
-    work = op.create_table(
+    op.create_table(
         "work_emails",
         sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("email", sa.String(320), primary_key=True),
@@ -65,19 +61,8 @@ def _add_work_emails() -> None:
     )
     op.create_index("ix_work_emails_tenant_email", "work_emails", ["tenant_id", "email"])
     bind = op.get_bind()
-    users = sa.table("users", sa.column("id", sa.String), sa.column("tenant_id", sa.Integer),
-                     sa.column("attributes", sa.JSON().with_variant(postgresql.JSONB(), "postgresql")))
-    last = ""
-    while True:  # by id, a batch at a time: 100,000 documents are not held at once
-        rows = bind.execute(sa.select(users.c.id, users.c.tenant_id, users.c.attributes)
-                            .where(users.c.id > last).order_by(users.c.id).limit(BATCH)).all()
-        if not rows:
-            return
-        copies = [{"user_id": user_id, "email": email, "tenant_id": tenant_id}
-                  for user_id, tenant_id, document in rows for email in work_emails(document)]
-        if copies:
-            bind.execute(sa.insert(work), copies)
-        last = rows[-1].id
+    for tenant_id in bind.scalars(sa.text("SELECT id FROM tenants")).all():
+        store_tenant(bind, tenant_id)
 
 
 def upgrade() -> None:
