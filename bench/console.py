@@ -620,8 +620,6 @@ def explain_pages(db: str, url: str, plist: list[dict], outdir: str, top: int) -
     (time, rows) and the plans of the slowest, and a cProfile of the request."""
     import logging
 
-    from sqlalchemy import event
-
     from scim_server.app import create_app
     from scim_server.config import Settings
     app = create_app(Settings.from_env(database_url=url))
@@ -632,20 +630,10 @@ def explain_pages(db: str, url: str, plist: list[dict], outdir: str, top: int) -
     engines = [runbench.watched_engine(app)]  # its events see the reads and the writes
     captured: list[dict] = []
 
-    def before(conn, cursor, statement, parameters, context, executemany):
-        conn.info["bench_t0"] = time.perf_counter()
+    def record(ms, conn, statement, parameters, executemany, rowcount):
+        captured.append({"ms": ms, "sql": statement, "params": parameters, "rows": rowcount, "engine": conn.engine})
 
-    def after(conn, cursor, statement, parameters, context, executemany):
-        ms = (time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())) * 1000
-        try:
-            rows = cursor.rowcount
-        except Exception:
-            rows = None
-        captured.append({"ms": ms, "sql": statement, "params": parameters, "rows": rows, "engine": conn.engine})
-
-    for e in engines:
-        event.listen(e, "before_cursor_execute", before)
-        event.listen(e, "after_cursor_execute", after)
+    stops = [runbench.time_statements(e, record) for e in engines]
     client = app.test_client()
     login = client.get("/console/login")
     token = re.search(rb'name="csrf_token" value="([^"]+)"', login.data).group(1).decode()
@@ -698,9 +686,8 @@ def explain_pages(db: str, url: str, plist: list[dict], outdir: str, top: int) -
             log(f"    {p['name']}: {total:.0f} ms in-process, {len(stmts)} statements, {sql_ms:.0f} ms in SQL; "
                 f"slowest {', '.join('%.0f ms' % pl['ms'] for pl in plans)} -> {path}")
     finally:
-        for e in engines:
-            event.remove(e, "before_cursor_execute", before)
-            event.remove(e, "after_cursor_execute", after)
+        for stop, e in zip(stops, engines):
+            stop()
             e.dispose()
     return results
 
@@ -938,9 +925,7 @@ def main() -> int:
                "machine": {"nproc": os.cpu_count(), "loadavg_end": loadavg()},
                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
                "wall_seconds": round(time.time() - t0, 1), "results": results}
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2, default=str)
-        log(f"JSON written to {args.json}")
+        runbench.write_json(args.json, out, log)
     log(f"wall time {time.time() - t0:.0f} s")
     return 1 if any("error" in r for r in results.values()) else 0
 

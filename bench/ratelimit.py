@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import resource
 import shutil
@@ -269,11 +268,9 @@ def main() -> int:
         f"{'counted across workers' if summary['shared_across_workers'] else 'NOT shared'}"
         f"; errors other than 429 or without Retry-After: {summary['a_errors']}; B errors: {summary['b_errors']}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"config": vars(args), "machine": {"nproc": os.cpu_count()}, "summary": summary,
-                       "rounds": rounds, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
-                       "server_code": run.code_fingerprint()}, f, indent=2, default=str)
-        log(f"JSON written to {args.json}")
+        run.write_json(args.json, {"config": vars(args), "machine": {"nproc": os.cpu_count()}, "summary": summary,
+                                   "rounds": rounds, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
+                                   "server_code": run.code_fingerprint()}, log)
     log(f"wall time {time.time() - t0:.0f}s")
     return 0 if summary["pass"] and summary["shared_across_workers"] and not summary["a_errors"] else 1
 

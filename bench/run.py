@@ -90,6 +90,39 @@ def watched_engine(app):
     return app.extensions.get("scim_read_engine", engine) if engine.dialect.name == "sqlite" else engine
 
 
+def time_statements(engine, record):
+    """Time every statement ``engine`` runs: after each, ``record(ms, conn, statement, parameters,
+    executemany, rowcount)`` (rowcount None where the driver has none). Returns the function
+    that stops it."""
+    from sqlalchemy import event
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        conn.info["bench_t0"] = time.perf_counter()
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        ms = (time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())) * 1000
+        try:
+            rowcount = cursor.rowcount
+        except Exception:
+            rowcount = None
+        record(ms, conn, statement, parameters, executemany, rowcount)
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+
+    def stop() -> None:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+    return stop
+
+
+def write_json(path: str, out: dict, log=print) -> None:
+    """A bench's results as JSON (whatever is not JSON by nature, as its str)."""
+    with open(path, "w") as f:
+        json.dump(out, f, indent=2, default=str)
+    log(f"JSON written to {path}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -1093,16 +1126,8 @@ def org_statement_counts(url: str, token: str, marker: dict) -> dict:
     engine = watched_engine(app)
     current: dict = {"stmts": [], "tx": {}, "checkouts": 0}
 
-    def before(conn, cursor, statement, parameters, context, executemany):
-        conn.info["bench_t0"] = time.perf_counter()
-
-    def after(conn, cursor, statement, parameters, context, executemany):
-        ms = (time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())) * 1000
-        try:
-            rc = cursor.rowcount
-        except Exception:
-            rc = None
-        current["stmts"].append({"label": label_statement(statement), "ms": round(ms, 2), "rowcount": rc,
+    def record(ms, conn, statement, parameters, executemany, rowcount):
+        current["stmts"].append({"label": label_statement(statement), "ms": round(ms, 2), "rowcount": rowcount,
                                  "executemany": bool(executemany),
                                  "params": len(parameters) if executemany and parameters else 1,
                                  "sql": " ".join(statement.split())[:400]})
@@ -1115,8 +1140,7 @@ def org_statement_counts(url: str, token: str, marker: dict) -> dict:
     def checkout(*_a):
         current["checkouts"] += 1
 
-    event.listen(engine, "before_cursor_execute", before)
-    event.listen(engine, "after_cursor_execute", after)
+    stop_timing = time_statements(engine, record)
     for name in ("begin", "commit", "rollback"):
         event.listen(engine, name, tx(name))
     event.listen(engine.pool, "checkout", checkout)
@@ -1154,8 +1178,7 @@ def org_statement_counts(url: str, token: str, marker: dict) -> dict:
         back = run("PATCH", f"{BASE}/Groups/{unit}", move_body(e["root_unit"]))
         out["move"] = {"there": there, "back": back}
     finally:
-        event.remove(engine, "before_cursor_execute", before)
-        event.remove(engine, "after_cursor_execute", after)
+        stop_timing()
         engine.dispose()
     return out
 
@@ -1699,9 +1722,7 @@ def main() -> int:
            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
            "wall_seconds": round(time.time() - t0, 1), "results": results}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2, default=str)
-        log(f"\nJSON written to {args.json}")
+        write_json(args.json, out, lambda m: log("\n" + m))
     log(f"wall time {time.time() - t0:.0f}s")
     return 1 if any("error" in r for r in results.values()) else 0
 

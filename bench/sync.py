@@ -675,9 +675,7 @@ def main() -> int:
                        "peak_rss_mb": RSS_TARGET_MB},
            "results": results}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2, default=str)
-        log(f"JSON written to {args.json}")
+        runbench.write_json(args.json, out, log)
     log(f"wall time {time.time() - t0:.0f} s")
     return 1 if any("error" in r for r in results.values()) else 0
 
