@@ -316,6 +316,7 @@ class UserStore(ResourceStore):
             employed_ids = list(dict.fromkeys(j["user_id"] for j in jobs))
             for user_id in employed_ids:
                 self._memberships_changed(user_id)
+            self._membership_rows(employed_ids)  # read back in one statement, for the audit trail
             changed = {c.user_id: c for c in employments.changed(self.session, employed_ids)}
             for row in out:  # the rows say what the leaver rule wrote (a future starter is inactive)
                 change = changed.get(getattr(row, "id", None))
