@@ -41,14 +41,23 @@ def parse_datetime(value: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def changed(session: Session, user_ids: list[str]) -> list[leavers.Change]:
+def changed(session: Session, user_ids: list[str], *, by_unit: bool = False) -> list[leavers.Change]:
     """These users' employments were just written (added, removed, re-dated, made primary), from
     either side: the user's ``employments`` or an org unit's ``members``. What follows from them,
     in this order: the employment effectiveEan comes from is chosen again
     (``derived.store_chosen_units``), then the leaver rule decides ``active`` (``leavers.evaluate``,
-    forced); its changes are returned. Every writer of employment rows calls this once."""
+    forced); its changes are returned. Every writer of employment rows calls this once.
+
+    ``by_unit``: written from the unit's side (its ``members``, its deletion). The users'
+    ``employments`` changed without a write of the users themselves, so their version (ETag)
+    and lastModified move here: a client holding the old ETag must not be told that nothing
+    changed, and a sync compares a person again only when their version moved."""
     if not user_ids:
         return []
+    if by_unit:
+        session.execute(update(User).where(User.id.in_(list(set(user_ids))))
+                        .values(version=User.version + 1, last_modified=utcnow())
+                        .execution_options(synchronize_session=False))
     derived.store_chosen_units(session, user_ids=user_ids)
     return leavers.evaluate(session, user_ids=user_ids, force=True)
 

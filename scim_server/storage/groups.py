@@ -132,7 +132,7 @@ class GroupStore(ResourceStore):
             hierarchy.refresh_effective_ean(self.session, row.id)
         if row.is_org_unit and not was_unit:  # its user members are employed in it from now on
             employments.changed(self.session, list(self.session.scalars(select(Membership.user_id).where(
-                Membership.group_id == row.id, Membership.user_id.is_not(None)))))
+                Membership.group_id == row.id, Membership.user_id.is_not(None)))), by_unit=True)
 
     def create(self, doc: dict[str, Any]) -> tuple[Group, dict[str, Any]]:
         now = utcnow()
@@ -206,7 +206,7 @@ class GroupStore(ResourceStore):
                                  .values(version=bindparam("new_version"), last_modified=bindparam("now")), changed)
         employed = [r["user_id"] for r in rows if groups[r["group_id"]].is_org_unit]
         if employed:  # new employments may (re)activate their users
-            employments.changed(self.session, employed)
+            employments.changed(self.session, employed, by_unit=True)
         return out
 
     def collections(self, row: Group) -> dict[str, MemberRows]:
@@ -223,7 +223,7 @@ class GroupStore(ResourceStore):
                 Membership.group_id == row.id, Membership.user_id.isnot(None))))
         super().delete(row)
         if employees:  # their employments here are gone: the rest decide whether they stay active
-            employments.changed(self.session, employees)
+            employments.changed(self.session, employees, by_unit=True)
 
     def _integrity_error(self, exc: IntegrityError) -> ScimError:
         return uniqueness("unitCode is already used by another org unit")
@@ -301,7 +301,7 @@ class MemberRows:
             self.session.execute(insert(Membership), rows)
             self.added += [r["user_id"] or r["member_group_id"] for r in rows]
             if self.group.is_org_unit:  # new employments may (re)activate their users
-                employments.changed(self.session, [r["user_id"] for r in rows if r["user_id"]])
+                employments.changed(self.session, [r["user_id"] for r in rows if r["user_id"]], by_unit=True)
 
     def remove(self, value_filter) -> None:
         condition = Membership.group_id == self.group.id
@@ -317,7 +317,7 @@ class MemberRows:
         affected = [u for u, _ in removed if u] if self.group.is_org_unit else []
         self.session.execute(delete(Membership).where(condition).execution_options(synchronize_session=False))
         if affected:  # ended employments may deactivate their users
-            employments.changed(self.session, affected)
+            employments.changed(self.session, affected, by_unit=True)
 
     def replace(self, values: Iterable[dict[str, Any]]) -> None:
         """The members become exactly ``values`` (a PUT): those not named are removed, the new

@@ -170,6 +170,21 @@ class Source(Base):
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class SyncDigest(Base):
+    """What a source's last sync wrote of one person: a hash of the file's rows as read (the
+    person's record, ``sync.records``) and the user's version right after that write. A later
+    sync skips a person whose record hashes the same while their version has not moved; any
+    other write of the user (an IdP's, an admin's, an org unit's ``members``) moves the version,
+    and the person is compared in full again. Not personal data: a hash, not the values."""
+
+    __tablename__ = "sync_digests"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    digest: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+
+
 class SyncRun(Base):
     """One sync of a source (the run log): who started it, how, what it counted, its row errors
     and, for a dry run, the changes it would have made. The changes a run made are the audit

@@ -11,12 +11,12 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from .models import Group, Membership, Source, SyncRun, User, utcnow
+from .models import Group, Membership, Source, SyncDigest, SyncRun, User, utcnow
 
 #: a source's name: what a cron line or a URL can carry without quoting
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
@@ -76,13 +76,51 @@ def unit_usage(session: Session, unit_ids: list[str]) -> dict[str, tuple[int, in
     return {u: (people.get(u, 0), children.get(u, 0)) for u in unit_ids}
 
 
-def owned_user_ids(session: Session, source_id: int, page: int = 5000) -> Iterator[list[tuple[str, str | None]]]:
-    """The source's users as pages of (id, externalId): one statement on the source's index,
-    streamed in pages (no ORDER BY: a sort of every row for each page cost more than the rest)."""
-    result = session.execute(select(User.id, User.external_id).where(User.source_id == source_id)
-                             .execution_options(yield_per=page))
+class OwnedUser(NamedTuple):
+    """One of the source's users, with what the source's last sync wrote of them."""
+
+    id: str
+    external_id: str | None
+    version: int
+    #: the hash of the person's rows the last sync wrote, and the version it left the user at
+    digest: str | None
+    digest_version: int | None
+
+    @property
+    def unchanged_since(self) -> str | None:
+        """The digest, while no one else has written the user since (their version is the one
+        the sync left): a person whose rows hash to it needs no comparison."""
+        return self.digest if self.digest_version == self.version else None
+
+
+def owned_users(session: Session, source_id: int, page: int = 5000) -> Iterator[list[OwnedUser]]:
+    """The source's users with their digests: one statement on the source's index, streamed in
+    pages (no ORDER BY: a sort of every row for each page cost more than the rest)."""
+    query = (select(User.id, User.external_id, User.version, SyncDigest.digest, SyncDigest.version)
+             .outerjoin(SyncDigest, SyncDigest.user_id == User.id).where(User.source_id == source_id))
+    result = session.execute(query.execution_options(yield_per=page))
     for rows in result.partitions():
-        yield [(r.id, r.external_id) for r in rows]
+        yield [OwnedUser(*r) for r in rows]
+
+
+def store_digests(session: Session, source_id: int, digests: list[tuple[str, str]]) -> None:
+    """Keep (user id, digest) for users a sync has just written or compared, each with the
+    version the user has now (read by the INSERT itself: the leaver rule may have moved it
+    after the write)."""
+    if not digests:
+        return
+    connection = session.connection()
+    for start in range(0, len(digests), 1000):
+        chunk = digests[start:start + 1000]
+        connection.execute(_FORGET_DIGESTS, {"ids": [user_id for user_id, _ in chunk]})
+        connection.execute(_STORE_DIGEST, [{"uid": user_id, "sid": source_id, "digest": digest}
+                                           for user_id, digest in chunk])
+
+
+_FORGET_DIGESTS = delete(SyncDigest).where(SyncDigest.user_id.in_(bindparam("ids", expanding=True)))
+_STORE_DIGEST = insert(SyncDigest).from_select(
+    ["user_id", "source_id", "digest", "version"],
+    select(User.id, bindparam("sid"), bindparam("digest"), User.version).where(User.id == bindparam("uid")))
 
 
 def active_users(session: Session, source_id: int) -> int:

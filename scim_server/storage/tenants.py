@@ -22,6 +22,7 @@ from .models import (
     OAuthClient,
     RequestError,
     Source,
+    SyncDigest,
     SyncRun,
     Tenant,
     UsedAssertion,
@@ -175,6 +176,7 @@ def delete_tenant(session: Session, tenant: Tenant) -> dict[str, int]:
     connection.execute(update(User.__table__).where(User.tenant_id == tid, User.manager_id.is_not(None))
                        .values(manager_id=None))
     remove(WorkEmail.__table__, WorkEmail.tenant_id == tid)  # copies of the users' documents
+    remove(SyncDigest.__table__, SyncDigest.source_id.in_(select(Source.id).where(Source.tenant_id == tid)))
     counts["users"] = remove(User.__table__, User.tenant_id == tid)
     connection.execute(update(Group.__table__).where(Group.tenant_id == tid, Group.parent_id.is_not(None))
                        .values(parent_id=None))

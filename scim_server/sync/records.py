@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from stdnum import ean as gs1_ean
 from stdnum.exceptions import ValidationError as StdnumError
 
@@ -35,7 +37,7 @@ from .mapping import COLUMNS, UNITS, USERS, SyncRefused, leaf_attribute
 from .readers import SourceRow
 
 __all__ = ["EmploymentRecord", "PersonRecord", "RowError", "SyncRefused", "UnitRecord", "parse_date",
-           "read_people", "read_units"]
+           "digest", "read_people", "read_units"]
 
 #: columns of a user row that belong to the employment, not the person: they may differ across
 #: a person's rows (``title`` is the employment's title; the person's is the first row's)
@@ -93,6 +95,21 @@ class PersonRecord:
     employments: list[EmploymentRecord]
     manager_external_id: str | None
     provided: frozenset[str] = frozenset()
+
+
+#: part of every digest: raise it when a change of the code makes the same rows write something
+#: else, so that the next sync of every source compares every person once again
+DIGEST_FORM = 1
+
+
+def digest(person: PersonRecord) -> str:
+    """What the file says of one person, as 32 hex digits: their resource, employments (with
+    their lines left out: moving a person in the file changes nothing), manager and the columns
+    provided. Equal digests mean the sync would want the same user (``storage.sources.SyncDigest``)."""
+    jobs = [(j.unit_code, j.start_date, j.end_date, j.title, j.primary) for j in person.employments]
+    text = orjson.dumps([DIGEST_FORM, person.resource, jobs, person.manager_external_id, sorted(person.provided)],
+                        option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
 @dataclass(slots=True)
