@@ -5,11 +5,11 @@ unit's ``members`` changed in a person the source owns."""
 from __future__ import annotations
 
 from sqlalchemy import select
+from test_sync import PEOPLE, counts, employments, full_sync, summary, units, user
 
 from conftest import create_unit, get_json
 from scim_server.storage.models import SyncDigest, User
 from scim_server.sync import engine
-from test_sync import PEOPLE, counts, employments, full_sync, summary, units, user
 
 
 def compared_people(monkeypatch) -> list[str]:
