@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from marshmallow import EXCLUDE, ValidationError, fields
 from marshmallow import Schema as MarshmallowSchema
 
-from . import validators
+from . import fast_load, validators
 from .errors import invalid_value
 from .schemas import Attribute, ResourceType
 
@@ -64,6 +64,9 @@ class ScimString(fields.String):
         if "\x00" in text:
             raise self.make_error("nul")
         return text
+
+
+fast_load.string_field(ScimString, refused="\x00")
 
 
 class ScimBinary(fields.String):
@@ -284,9 +287,13 @@ def load(rt: ResourceType, document: dict[str, Any], stored: dict[str, Any] | No
     kept = {k: v for k, v in document.items() if k in stored and stored[k] == v} if stored else {}
     changed = {k: v for k, v in document.items() if k not in kept}
     try:
-        data = _from_internal(rt, _schema_for(rt, changed).load(changed))
-    except ValidationError as exc:
-        raise invalid_value("Invalid attribute value: " + _describe(exc.messages)) from exc
+        data = fast_load.load(_resource_schema_class(rt), changed)
+    except fast_load.Unsure:  # marshmallow itself: it refuses, or the fast walk was not sure
+        try:
+            data = _schema_for(rt, changed).load(changed)
+        except ValidationError as exc:
+            raise invalid_value("Invalid attribute value: " + _describe(exc.messages)) from exc
+    data = _from_internal(rt, data)
     data = {**kept, **without_nones(data)}
     _check_required(rt, data)
     _check_primary(rt, data)
