@@ -147,10 +147,12 @@ def _day(date: dt.date) -> str:
     return f"{date.isoformat()}T00:00:00Z"
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=65536)
 def _iso_day(text: str, date_format: str | None) -> str:
     """A date cell as ``YYYY-MM-DDT00:00:00Z``: cached, as a file has few distinct dates (and
-    strptime is slow); the cached string is shared by every employment with that date."""
+    strptime is slow); the cached string is shared by every employment with that date. The
+    cache holds 65,536 (179 years of days; with 8,192 the 13,000 start dates of 35 years in
+    a payroll file missed half the time)."""
     return _day(parse_date(text, date_format))
 
 
