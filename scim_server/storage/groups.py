@@ -78,7 +78,7 @@ class GroupStore(ResourceStore):
                                       "display": group_display, "type": "Group"})
         return out
 
-    def _write(self, row: Group, doc: dict[str, Any]) -> bool:
+    def _write(self, row: Group, doc: dict[str, Any], new: bool = False) -> bool:
         """Set the row's values from a validated document; True when the unit's place in the
         tree or its own ean changed, so what its subtree inherits must be computed again."""
         columns, rest = self._split(doc)
@@ -100,7 +100,7 @@ class GroupStore(ResourceStore):
             row.ean = unit.get("ean")
             parent_id = (unit.get("parent") or {}).get("value") or None
             if parent_id != row.parent_id:
-                hierarchy.check_parent(self.session, self.tenant_id, row, parent_id)
+                hierarchy.check_parent(self.session, self.tenant_id, row, parent_id, new=new)
             row.parent_id = parent_id
             if row.unit_code != before[2]:
                 self._check_unit_code(row)  # the unique index still guards races
@@ -139,7 +139,7 @@ class GroupStore(ResourceStore):
         row = Group(id=str(uuid.uuid4()), tenant_id=self.tenant_id, source_id=self.source_id, created=now,
                     last_modified=now, version=1,
                     is_org_unit=False)
-        if self._write(row, doc):  # a new unit has no subtree: its own ean, else its parent's
+        if self._write(row, doc, new=True):  # a new unit has no subtree: its own ean, else its parent's
             row.effective_ean = row.ean or (self.session.scalar(select(Group.effective_ean).where(
                 Group.id == row.parent_id)) if row.parent_id else None)
         self.session.add(row)
