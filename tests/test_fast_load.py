@@ -1,4 +1,4 @@
-"""``scim.fast_load`` loads exactly what marshmallow loads, or steps aside.
+"""``scim.fast_load`` loads exactly what marshmallow loads (without nulls), or steps aside.
 
 Generated documents of every resource type, with values of the right type, the wrong type,
 nulls, nested objects and lists, go through both: where the fast walk answers, marshmallow
@@ -66,7 +66,7 @@ def _both(rt, document: dict):
     except fast_load.Unsure:
         fast = None
     try:
-        slow = schema_class(unknown="exclude").load(document)
+        slow = marshal.without_nones(schema_class(unknown="exclude").load(document))
     except marshal.ValidationError:
         slow = "refused"
     return fast, slow
@@ -78,10 +78,12 @@ def test_the_fast_walk_answers_as_marshmallow_or_not_at_all(name):
     rnd = random.Random(20261207)
     answered = refused = 0
     for _ in range(3000):
-        try:
-            document = marshal.canonicalise(rt, _document(rt, rnd))
-        except ScimError:
-            continue
+        document = _document(rt, rnd)
+        if rnd.random() < 0.7:  # else as the PATCH engine may leave it: nulls inside included
+            try:
+                document = marshal.canonicalise(rt, document)
+            except ScimError:
+                continue
         fast, slow = _both(rt, document)
         if slow == "refused":
             refused += 1

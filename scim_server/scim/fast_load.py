@@ -45,7 +45,8 @@ def string_field(field_class: type[fields.String], refused: str) -> None:
 
 def load(schema_class: type[MarshmallowSchema], document: dict[str, Any]) -> dict[str, Any]:
     """What ``schema_class(unknown=EXCLUDE).load(document)`` returns (keys as the schema's
-    attribute names, in its field order), or ``Unsure``."""
+    attribute names, in its field order) without its nulls (SCIM's "no value": what
+    ``marshal.without_nones`` would make of it, in the same pass), or ``Unsure``."""
     return _schema_loader(schema_class)(document)
 
 
@@ -61,7 +62,9 @@ def _schema_loader(schema_class: type[MarshmallowSchema]) -> Loader:
         out: dict[str, Any] = {}
         for key, name, loader in plan:
             if key in value:
-                out[name] = loader(value[key])
+                loaded = loader(value[key])
+                if loaded is not None:
+                    out[name] = loaded
         return out
 
     return load_schema
@@ -89,7 +92,7 @@ def _field_loader(field: fields.Field) -> Loader:
                 return None
             if type(value) is not list:
                 raise Unsure
-            return [each(item) for item in value]
+            return [loaded for loaded in map(each, value) if loaded is not None]
 
         return load_list
     if type(field) in _STRINGS:

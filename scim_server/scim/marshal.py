@@ -287,14 +287,13 @@ def load(rt: ResourceType, document: dict[str, Any], stored: dict[str, Any] | No
     kept = {k: v for k, v in document.items() if k in stored and stored[k] == v} if stored else {}
     changed = {k: v for k, v in document.items() if k not in kept}
     try:
-        data = fast_load.load(_resource_schema_class(rt), changed)
+        data = fast_load.load(_resource_schema_class(rt), changed)  # without nulls already
     except fast_load.Unsure:  # marshmallow itself: it refuses, or the fast walk was not sure
         try:
-            data = _schema_for(rt, changed).load(changed)
+            data = without_nones(_schema_for(rt, changed).load(changed))
         except ValidationError as exc:
             raise invalid_value("Invalid attribute value: " + _describe(exc.messages)) from exc
-    data = _from_internal(rt, data)
-    data = {**kept, **without_nones(data)}
+    data = {**kept, **_from_internal(rt, data)}
     _check_required(rt, data)
     _check_primary(rt, data)
     return validators.apply(data)
