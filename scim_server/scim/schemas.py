@@ -66,7 +66,7 @@ class Attribute:
     def sub(self, name: str) -> Attribute | None:
         return self.sub_attributes.get(name.lower())
 
-    @property
+    @cached_property  # asked for every value of every write (``marshal.canonicalise``)
     def is_complex(self) -> bool:
         return self.type == "complex"
 
@@ -82,7 +82,7 @@ class Attribute:
         core = self.schema.lower() in (CORE_USER.lower(), CORE_GROUP.lower())
         return own if core else f"{self.schema.lower()}:{own}"
 
-    @property
+    @cached_property
     def read_only(self) -> bool:
         return self.mutability == "readOnly"
 
