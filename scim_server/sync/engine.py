@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ..provisioning import Provisioning
-from ..provisioning.service import load_resource
+from ..provisioning.service import PatchItem, load_resource
 from ..scim.errors import ScimError
 from ..scim.marshal import format_datetime
 from ..scim.schemas import CORE_GROUP, ENTERPRISE_USER
@@ -57,6 +57,8 @@ _TOP_LEVEL = {
     "startDate": (P2L_USER, "employments"), "endDate": (P2L_USER, "employments"),
     "managerExternalId": (ENTERPRISE_USER, "manager"),
 }
+#: the plan2learn employments as ``audit.diff`` names them: a change of them is written by a PUT
+EMPLOYMENTS_KEY = f"{P2L_USER}:employments"
 #: the summary line's keys, in its order
 SUMMARY_KEYS = ("created", "updated", "unchanged", "deactivated", "conflicts", "errors")
 
@@ -418,6 +420,7 @@ class SnapshotSync:
             chunk = people[start:start + 1000]
             rows = store.get_many([self.owned[p.external_id] for p in chunk], rows=True)
             as_in_file: list[tuple[str, str]] = []  # the people now as their rows say
+            patches: list[tuple[PersonRecord, dict[str, Any], PatchItem]] = []
             for person in chunk:
                 row = rows.get(self.owned[person.external_id])
                 desired = self._desired(person)
@@ -442,19 +445,34 @@ class SnapshotSync:
                     self._count("unchanged")
                     as_in_file.append((row.id, self._digests[person.external_id]))
                     continue
+                if EMPLOYMENTS_KEY not in changes:  # written together, below
+                    patches.append((person, changes, PatchItem(row.id, _patch_of(body, changes), None,
+                                                               self.provenance)))
+                    continue
                 written = self._write(lambda row=row, body=body: self.service.replace(
                     "User", row.id, body, provenance=self.provenance), f"user {person.external_id}",
                     person.file, person.lines[0], person.external_id)
-                if written is None:
-                    continue
-                as_in_file.append((row.id, self._digests[person.external_id]))
-                self._count("updated")
-                self._change(f"user {person.external_id} ({person.user_name}): updated " + "; ".join(
-                    f"{key.rsplit(':', 1)[-1] if key.startswith('urn:') else key}: "
-                    f"{change.get('old')!r} -> {change.get('new')!r}" for key, change in changes.items()))
+                if written is not None:
+                    self._updated(person, changes, as_in_file)
+            # people whose employments stay as they are: their attributes in one multi-row write
+            results = self.service.patch_many("User", [item for *_, item in patches]) if patches else []
+            for (person, changes, _), result in zip(patches, results):
+                if isinstance(result, ScimError):
+                    self.result.errors.append(RowError(person.file, person.lines[0],
+                                                       f"user {person.external_id}: {result.detail}",
+                                                       person.external_id))
+                else:
+                    self._updated(person, changes, as_in_file)
             sources.store_digests(self.session, self.source_id, as_in_file)
             _done_with(chunk)
             self._checkpoint()
+
+    def _updated(self, person: PersonRecord, changes: dict[str, Any], as_in_file: list[tuple[str, str]]) -> None:
+        as_in_file.append((self.owned[person.external_id], self._digests[person.external_id]))
+        self._count("updated")
+        self._change(f"user {person.external_id} ({person.user_name}): updated " + "; ".join(
+            f"{key.rsplit(':', 1)[-1] if key.startswith('urn:') else key}: "
+            f"{change.get('old')!r} -> {change.get('new')!r}" for key, change in changes.items()))
 
     def _leavers(self, in_file: set[str]) -> None:
         """Full mode: the source's people missing from the file. Their open employments end today
@@ -501,6 +519,24 @@ class SnapshotSync:
         if text is None:
             return max(10, active * 5 // 100)
         return parse_limit(str(text), active)
+
+
+def _patch_of(body: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH that makes a user what ``body`` (the PUT a sync would send) says, for the
+    attributes ``changes`` names (keys as ``audit.diff`` gives them: ``title``, or
+    ``<urn>:<name>`` for an extension's): each replaced whole, or removed when ``body`` has none.
+    Unlike a PUT, a PATCH that leaves the row-backed employments alone can be written together
+    with others (``Provisioning.patch_many``)."""
+    operations = []
+    for key in changes:
+        if key.startswith("urn:"):
+            urn, _, name = key.rpartition(":")
+            value = (body.get(urn) or {}).get(name)
+        else:
+            value = body.get(key)
+        operations.append({"op": "replace", "path": key, "value": value} if value is not None
+                          else {"op": "remove", "path": key})
+    return {"schemas": [PATCH_OP], "Operations": operations}
 
 
 def _done_with(people: list[PersonRecord]) -> None:
