@@ -907,3 +907,19 @@ def test_a_bulk_that_lost_a_race_runs_again(app, api, monkeypatch):
     assert calls == [1, 1]
     after = get_json(api, f"/Users/{user['id']}")
     assert (after["title"], after["displayName"], after["meta"]["version"]) == ("Mine", "Theirs", 'W/"3"')
+
+
+def test_patches_of_one_request_cannot_make_a_manager_cycle_together(api):
+    """Two PATCHes of one request, each naming the other's user as manager: each check alone
+    passes against the chain as stored, so a new manager is written alone, after the ones
+    before it (written together, both passed and the cycle was stored)."""
+    a, b = api.create_user("cyc-a@acme.dk"), api.create_user("cyc-b@acme.dk")
+
+    def to_manager(who: dict, manager: dict) -> dict:
+        return op("PATCH", f"/Users/{who['id']}", {"schemas": [PATCH_OP], "Operations": [
+            {"op": "replace", "path": MANAGER, "value": {"value": manager["id"]}}]})
+
+    results = bulk(api, to_manager(a, b), to_manager(b, a))
+    assert results[0]["status"] == "200", results
+    failed(results[1], 400, "invalidValue")
+    assert manager_of(api, a["id"]) == b["id"] and manager_of(api, b["id"]) is None

@@ -211,8 +211,10 @@ class Provisioning:
         The resources are read in one statement and each PATCH runs through the quirks and the
         PATCH engine in Python, so a refused one has written nothing; the others are written
         in one executemany. A PATCH that reaches a row-backed attribute (employments, members)
-        writes as it goes, so it runs alone in a savepoint instead, as do all of them when the
-        store cannot write them together."""
+        writes as it goes, and one whose checks must see the writes before it (a new manager:
+        ``updates_together``) cannot be checked against the batch, so those run alone in a
+        savepoint instead, after the batch, as do all of them when the store cannot write them
+        together."""
         store = self.store(resource_type)
         out: list[Written | ScimError | None] = [None] * len(items)
         alone: list[int] = []
@@ -228,6 +230,8 @@ class Provisioning:
                 stored = store.stored_document(row)
                 before = store.audit_state(row, stored)
                 doc = self._patched(store, stored, item.body, {k: _WritesAlone() for k in store.collections(row)})
+                if not store.updates_together(row, doc):
+                    raise _MustWriteAlone
                 prepared.append((i, row, before, store.prepared_update(row, doc)))
             except _MustWriteAlone:
                 alone.append(i)

@@ -159,6 +159,11 @@ class ResourceStore:
         refused it alone."""
         raise NotImplementedError
 
+    def updates_together(self, row, doc: dict[str, Any]) -> bool:
+        """Can ``update_many`` write this change with others? Not when a check of it must see
+        the writes before it (a store says which)."""
+        return True
+
     def patch(self, row, doc: dict[str, Any], collections: dict[str, Any]) -> dict[str, Any]:
         """Write the document a PATCH made, after the PATCH engine wrote through ``collections``."""
         raise NotImplementedError

@@ -378,6 +378,12 @@ class UserStore(ResourceStore):
             user.__dict__.update(zip(_USER_COLUMN_KEYS, row))
         return users
 
+    def updates_together(self, row: User, doc: dict[str, Any]) -> bool:
+        """Not a new manager: the check that it closes no cycle reads the stored chain, which
+        must hold the writes before it (two people of one batch naming each other, or a chain
+        through a third, would each pass against the chain as it was)."""
+        return ((doc.get(ENTERPRISE_USER) or {}).get("manager") or {}).get("value") == row.manager_id
+
     def prepared_update(self, row: User, doc: dict[str, Any]) -> dict[str, Any]:
         """The column values ``update_many`` will write for a validated document, after its
         checks (a renamed userName free, a new manager valid)."""
