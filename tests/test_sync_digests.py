@@ -5,9 +5,9 @@ unit's ``members`` changed in a person the source owns."""
 from __future__ import annotations
 
 from sqlalchemy import select
-from test_sync import PEOPLE, counts, employments, full_sync, summary, units, user
+from test_sync import PEOPLE, counts, employments, full_sync, summary, sync, units, user, users_file
 
-from conftest import create_unit, get_json
+from conftest import ENTERPRISE, P2L_GROUP, create_unit, get_json
 from scim_server.storage.models import SyncDigest, User
 from scim_server.sync import engine
 
@@ -110,3 +110,57 @@ def test_an_org_unit_changing_a_users_employments_moves_the_users_version(api):
     removed = api.patch_ops(f"/Groups/{unit['id']}", {"op": "remove", "path": f'members[value eq "{eva["id"]}"]'})
     assert removed.status_code in (200, 204), removed.get_data(as_text=True)
     assert get_json(api, f"/Users/{eva['id']}")["meta"]["version"] != after_add["meta"]["version"]
+
+
+def test_a_unit_code_that_comes_to_name_another_unit_moves_the_person(app, api, cli, tmp_path):
+    """The rows are the same, but the unitCode they name is another unit now (an admin gave the
+    old unit another code; the sync made a new SKOLE): the person is compared and moved."""
+    full_sync(cli, tmp_path)
+    old = units(api)["SKOLE"]
+    renamed = api.patch_ops(f"/Groups/{old['id']}", {"op": "replace", "path": f"{P2L_GROUP}:unitCode",
+                                                     "value": "SKOLE-OLD"})
+    assert renamed.status_code in (200, 204), renamed.get_data(as_text=True)
+    full_sync(cli, tmp_path)
+    new = units(api)["SKOLE"]
+    assert new["id"] != old["id"]
+    assert [job["value"] for job in employments(user(api, "bo@acme.dk"))] == [new["id"]]
+
+
+def test_an_emptied_sub_attribute_is_removed(api, cli, tmp_path):
+    """Bo's familyName cell is emptied: his name becomes the given name alone, as a PUT of the
+    person would make it (a PATCH replace of ``name`` would merge, and keep the family name)."""
+    full_sync(cli, tmp_path)
+    changed = [PEOPLE[0], ["1002", "bo@acme.dk", "Bo", "", "bo@acme.dk", "Lærer", "SKOLE", "1001",
+                           "2021-08-01"], PEOPLE[2]]
+    assert counts(full_sync(cli, tmp_path, changed))["updated"] == 1
+    assert user(api, "bo@acme.dk")["name"] == {"givenName": "Bo"}
+
+
+def _person(ext: str, name: str, manager: str) -> list[str]:
+    return [ext, f"{name}@acme.dk", name.title(), "N", f"{name}@acme.dk", "Lærer", "SKOLE", manager, "2020-01-01"]
+
+
+def _manager_of(api, name: str) -> str | None:
+    return ((user(api, f"{name}@acme.dk").get(ENTERPRISE) or {}).get("manager") or {}).get("value")
+
+
+def test_new_managers_of_one_run_cannot_close_a_cycle_through_a_stored_person(api, cli, tmp_path):
+    """X reports to A (stored). A partial run makes A report to B and B to X: each change is
+    fine against the chain as stored, together they close A -> B -> X -> A. The second is a
+    row error, not a stored cycle."""
+    full_sync(cli, tmp_path, [_person("A", "ada", ""), _person("B", "ben", ""), _person("X", "xi", "A")])
+    result = sync(cli, "--partial", "--users", users_file(tmp_path, [_person("A", "ada", "B"),
+                                                                     _person("B", "ben", "X")], name="u2.csv"))
+    assert result.exit_code == 1 and counts(result)["errors"] == 1, result.output
+    chain = {n: _manager_of(api, n) for n in ("ada", "ben", "xi")}
+    ids = {n: user(api, f"{n}@acme.dk")["id"] for n in ("ada", "ben", "xi")}
+    assert not (chain["ada"] == ids["ben"] and chain["ben"] == ids["xi"] and chain["xi"] == ids["ada"])
+
+
+def test_managers_swapped_in_one_run_in_any_order(api, cli, tmp_path):
+    full_sync(cli, tmp_path, [_person("A", "ada", ""), _person("B", "ben", "A"), _person("C", "cy", "")])
+    swapped = [_person("C", "cy", ""), _person("B", "ben", "C"), _person("A", "ada", "B")]
+    result = full_sync(cli, tmp_path, swapped)
+    assert counts(result)["errors"] == 0 and counts(result)["updated"] == 2
+    assert _manager_of(api, "ada") == user(api, "ben@acme.dk")["id"]
+    assert _manager_of(api, "ben") == user(api, "cy@acme.dk")["id"]

@@ -178,6 +178,8 @@ class SyncDigest(Base):
     and the person is compared in full again. Not personal data: a hash, not the values."""
 
     __tablename__ = "sync_digests"
+    #: a source's or tenant's deletion finds them by it
+    __table_args__ = (Index("ix_sync_digests_source_id", "source_id"),)
 
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))

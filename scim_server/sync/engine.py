@@ -303,16 +303,14 @@ class SnapshotSync:
                     self.owned[user.external_id] = user.id
                     if user.unchanged_since:
                         written_before[user.external_id] = user.unchanged_since
-        # a person whose rows hash as they did when this source last wrote them, and whose user
-        # no one has written since, is unchanged: nothing of them is read, resolved or compared
-        self._digests: dict[str, str] = {}  # externalId -> digest, of the people compared
+        # a person whose rows hash as they did when this source last wrote them (their codes
+        # naming the same units and manager), and whose user no one has written since, is
+        # unchanged: nothing of them is read or compared
         compared: list[PersonRecord] = []
         for person in people:
-            person_digest = digest(person)
-            if written_before.get(person.external_id) == person_digest:
+            if written_before.get(person.external_id) == self._digest(person):
                 self._count("unchanged")
                 continue
-            self._digests[person.external_id] = person_digest
             compared.append(person)
         del written_before
         holders = sources.user_name_owners(self.session, self.tenant_id, [p.user_name for p in compared])
@@ -351,6 +349,12 @@ class SnapshotSync:
             self._update_people(updates)
             done += len(wave)
             self.progress(done, total)
+
+    def _digest(self, person: PersonRecord) -> str:
+        """The person's rows as ``records.digest`` hashes them, with what their codes name now."""
+        units = [unit.id if (unit := self.units.get(job.unit_code.lower())) else None for job in person.employments]
+        manager = self.owned.get(person.manager_external_id) if person.manager_external_id else None
+        return digest(person, [units, manager])
 
     def _desired(self, person: PersonRecord) -> dict[str, Any] | RowError:
         """The person's resource with the manager and employments resolved to ids."""
@@ -395,7 +399,7 @@ class SnapshotSync:
                                                        person.external_id))
                     continue
                 self.owned[person.external_id] = written.row.id
-                written_now.append((written.row.id, self._digests[person.external_id]))
+                written_now.append((written.row.id, self._digest(person)))
                 self._count("created")
                 self._change(f"user {person.external_id} ({person.user_name}): created")
             sources.store_digests(self.session, self.source_id, written_now)
@@ -434,7 +438,7 @@ class SnapshotSync:
                 stored = _comparable(current)
                 if stored == _comparable(body):  # the file's values are already canonical: no
                     self._count("unchanged")      # validation needed to see that nothing changed
-                    as_in_file.append((row.id, self._digests[person.external_id]))
+                    as_in_file.append((row.id, self._digest(person)))
                     continue
                 try:
                     changes = audit.diff(stored, _comparable(load_resource(store, body)))
@@ -443,7 +447,7 @@ class SnapshotSync:
                     continue
                 if not changes:
                     self._count("unchanged")
-                    as_in_file.append((row.id, self._digests[person.external_id]))
+                    as_in_file.append((row.id, self._digest(person)))
                     continue
                 if EMPLOYMENTS_KEY not in changes:  # written together, below
                     patches.append((person, changes, PatchItem(row.id, _patch_of(body, changes), None,
@@ -468,7 +472,7 @@ class SnapshotSync:
             self._checkpoint()
 
     def _updated(self, person: PersonRecord, changes: dict[str, Any], as_in_file: list[tuple[str, str]]) -> None:
-        as_in_file.append((self.owned[person.external_id], self._digests[person.external_id]))
+        as_in_file.append((self.owned[person.external_id], self._digest(person)))
         self._count("updated")
         self._change(f"user {person.external_id} ({person.user_name}): updated " + "; ".join(
             f"{key.rsplit(':', 1)[-1] if key.startswith('urn:') else key}: "
@@ -528,14 +532,20 @@ def _patch_of(body: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     Unlike a PUT, a PATCH that leaves the row-backed employments alone can be written together
     with others (``Provisioning.patch_many``)."""
     operations = []
-    for key in changes:
+    for key, change in changes.items():
         if key.startswith("urn:"):
             urn, _, name = key.rpartition(":")
             value = (body.get(urn) or {}).get(name)
         else:
             value = body.get(key)
-        operations.append({"op": "replace", "path": key, "value": value} if value is not None
-                          else {"op": "remove", "path": key})
+        if value is None:
+            operations.append({"op": "remove", "path": key})
+        elif isinstance(value, dict):  # a replace would merge into the stored value (RFC 7644
+            if change.get("old") is not None:  # §3.5.2.3): the sub-attributes the file left
+                operations.append({"op": "remove", "path": key})  # empty would stay
+            operations.append({"op": "add", "path": key, "value": value})
+        else:
+            operations.append({"op": "replace", "path": key, "value": value})
     return {"schemas": [PATCH_OP], "Operations": operations}
 
 

@@ -102,13 +102,15 @@ class PersonRecord:
 DIGEST_FORM = 1
 
 
-def digest(person: PersonRecord) -> str:
+def digest(person: PersonRecord, targets: Any = None) -> str:
     """What the file says of one person, as 32 hex digits: their resource, employments (with
     their lines left out: moving a person in the file changes nothing), manager and the columns
-    provided. Equal digests mean the sync would want the same user (``storage.sources.SyncDigest``)."""
+    provided, and ``targets``: what their codes name in the database now (the units' and the
+    manager's ids: a unitCode can come to name another unit without a write of the person).
+    Equal digests mean the sync would want the same user (``storage.sources.SyncDigest``)."""
     jobs = [(j.unit_code, j.start_date, j.end_date, j.title, j.primary) for j in person.employments]
-    text = orjson.dumps([DIGEST_FORM, person.resource, jobs, person.manager_external_id, sorted(person.provided)],
-                        option=orjson.OPT_SORT_KEYS)
+    text = orjson.dumps([DIGEST_FORM, person.resource, jobs, person.manager_external_id, sorted(person.provided),
+                         targets], option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 

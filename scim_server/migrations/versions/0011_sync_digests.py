@@ -25,7 +25,9 @@ def upgrade() -> None:
         sa.Column("digest", sa.String(32), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
     )
+    op.create_index("ix_sync_digests_source_id", "sync_digests", ["source_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sync_digests_source_id", "sync_digests")
     op.drop_table("sync_digests")
