@@ -104,24 +104,22 @@ def owned_users(session: Session, source_id: int, page: int = 5000) -> Iterator[
         yield [OwnedUser(*r) for r in rows]
 
 
-def store_digests(session: Session, source_id: int, digests: list[tuple[str, str]]) -> None:
-    """Keep (user id, digest) for users a sync has just written or compared, each with the
-    version the user has now (read by the INSERT itself: the leaver rule may have moved it
-    after the write)."""
+def store_digests(session: Session, source_id: int, digests: list[tuple[str, str, int]]) -> None:
+    """Keep (user id, digest, version) for users a sync has just written or compared: the
+    version is the one the user has after the write (the leaver rule's included). A wrong one
+    costs nothing but a comparison: the person is compared again by the next sync."""
     if not digests:
         return
     connection = session.connection()
     for start in range(0, len(digests), 1000):
         chunk = digests[start:start + 1000]
-        connection.execute(_FORGET_DIGESTS, {"ids": [user_id for user_id, _ in chunk]})
-        connection.execute(_STORE_DIGEST, [{"uid": user_id, "sid": source_id, "digest": digest}
-                                           for user_id, digest in chunk])
+        connection.execute(_FORGET_DIGESTS, {"ids": [user_id for user_id, _, _ in chunk]})
+        connection.execute(_STORE_DIGEST, [{"user_id": user_id, "source_id": source_id, "digest": digest,
+                                            "version": version} for user_id, digest, version in chunk])
 
 
 _FORGET_DIGESTS = delete(SyncDigest).where(SyncDigest.user_id.in_(bindparam("ids", expanding=True)))
-_STORE_DIGEST = insert(SyncDigest).from_select(
-    ["user_id", "source_id", "digest", "version"],
-    select(User.id, bindparam("sid"), bindparam("digest"), User.version).where(User.id == bindparam("uid")))
+_STORE_DIGEST = insert(SyncDigest)
 
 
 def active_users(session: Session, source_id: int) -> int:
