@@ -222,6 +222,12 @@ class BulkRun:
                 if self._stopped():
                     break
                 missing = op.references - self.ids.keys()
+                if missing and together and missing <= {o.bulk_id for o in together}:
+                    # it names resources of the run waiting to be written: that run is written
+                    # now, so the operation keeps its place (deferred, a later operation on the
+                    # same resource, a DELETE say, would overtake it)
+                    self._run_together(together)
+                    missing = op.references - self.ids.keys()
                 if op.error is not None:
                     self._fail(op, op.error)
                 elif missing & self.failed or missing - defined:
