@@ -536,9 +536,9 @@ class SnapshotSync:
 def _patch_of(body: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """A PATCH that makes a user what ``body`` (the PUT a sync would send) says, for the
     attributes ``changes`` names (keys as ``audit.diff`` gives them: ``title``, or
-    ``<urn>:<name>`` for an extension's): each replaced whole, or removed when ``body`` has none.
-    Unlike a PUT, a PATCH that leaves the row-backed employments alone can be written together
-    with others (``Provisioning.patch_many``)."""
+    ``<urn>:<name>`` for an extension's): each replaced, a complex one (``name``) removed and
+    added, or removed when ``body`` has none. Unlike a PUT, a PATCH that leaves the row-backed
+    employments alone can be written together with others (``Provisioning.patch_many``)."""
     operations = []
     for key, change in changes.items():
         if key.startswith("urn:"):
