@@ -148,8 +148,7 @@ def _references(value: Any, found: set[str] | None = None) -> set[str]:
             found.add(value[len(BULK_ID):])
     elif isinstance(value, dict):
         for inner in value.values():
-            if not isinstance(inner, (int, float, bool)) and inner is not None:
-                _references(inner, found)
+            _references(inner, found)
     elif isinstance(value, list):
         for inner in value:
             _references(inner, found)
