@@ -21,7 +21,8 @@ Rules (issue 13, README "Syncing from HR, payroll and member registers"):
   is idempotent;
 * a person is compared only when their rows changed since the source last wrote them, or
   someone else has written their user since (``records.digest``, ``sources.SyncDigest``): a
-  nightly file in which 1 % of the people changed reads and compares those 1 %.
+  nightly file in which 1 % of the people changed reads, checks and compares those 1 %
+  (``roster``: the file is gone through lightly first, then only those people are read).
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ from ..storage.employments import parse_datetime
 from ..storage.stores import TenantScope
 from .mapping import Mapping, SyncRefused, load_mapping
 from .readers import read_table
-from .records import PersonRecord, RowError, UnitRecord, digest, read_people, read_units
+from .records import PersonRecord, RowError, UnitRecord, content_digest, digest, read_units
+from .roster import Roster
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 #: a column of the users file -> the top-level attribute it writes (extension ones as (urn, name))
@@ -152,7 +154,7 @@ class SnapshotSync:
                 sources.refresh_statistics(self.session)
                 self._sync_people(people)
                 if not options.partial:
-                    self._leavers({p.external_id for p in people} | self._left_out_people)
+                    self._leavers(self._in_file | self._left_out_people)
                     self._drop_units({u.unit_code.lower() for u in units} | self._left_out_units)
                 self.service.record_events()
             except BaseException:
@@ -177,14 +179,15 @@ class SnapshotSync:
         self.session.flush()
         return result
 
-    def _read(self) -> tuple[list[UnitRecord], list[PersonRecord]]:
-        """Both files, read and checked before anything is written (a refusal writes nothing).
-        People and units with a row error are left out of the run, but are not absent from the
-        file: a leaver is someone the file does not name at all."""
+    def _read(self) -> tuple[list[UnitRecord], list[PersonRecord] | Roster]:
+        """Both files, read and checked before anything is written (a refusal writes nothing):
+        the units in full, the people as a ``Roster`` (``_sync_people`` reads in full only the
+        people it has to compare). People and units with a row error are left out of the run,
+        but are not absent from the file: a leaver is someone the file does not name at all."""
         options = self.options
         mapping = options.mapping or load_mapping(None)
         units: list[UnitRecord] = []
-        people: list[PersonRecord] = []
+        people: list[PersonRecord] | Roster = []
         self._left_out_people: set[str] = set()
         self._left_out_units: set[str] = set()
         if options.records is not None:
@@ -200,9 +203,7 @@ class SnapshotSync:
             self._left_out_units = {e.key.lower() for e in errors if e.key}
         if options.users_file is not None:
             name = options.users_name if isinstance(options.users_file, bytes) else None
-            people, errors = read_people(read_table(options.users_file, name, mapping.table("users")))
-            self.result.errors += errors
-            self._left_out_people = {e.key for e in errors if e.key}
+            people = Roster.read_from(read_table(options.users_file, name, mapping.table("users")))
         return units, people
 
     def _has(self, table: str) -> bool:
@@ -295,24 +296,40 @@ class SnapshotSync:
                     usage[unit.parent_id] = (p, c - 1)
 
     # ----------------------------------------------------------------- people
-    def _sync_people(self, people: list[PersonRecord]) -> None:
+    def _sync_people(self, people: list[PersonRecord] | Roster) -> None:
         self.owned: dict[str, str] = {}  # externalId -> user id, of the source's users
         written_before: dict[str, str] = {}  # externalId -> digest, of users no one wrote since
+        kept = sources.kept_digests(self.session, self.source_id)
         for page in sources.owned_users(self.session, self.source_id):
-            for user in page:
-                if user.external_id is not None:
-                    self.owned[user.external_id] = user.id
-                    if user.unchanged_since:
-                        written_before[user.external_id] = user.unchanged_since
+            for user_id, external_id, version in page:
+                if external_id is not None:
+                    self.owned[external_id] = user_id
+                    digest_kept = kept.get(user_id)
+                    if digest_kept is not None and digest_kept[1] == version:
+                        written_before[external_id] = digest_kept[0]
+        del kept
         # a person whose rows hash as they did when this source last wrote them (their codes
         # naming the same units and manager), and whose user no one has written since, is
-        # unchanged: nothing of them is read or compared
+        # unchanged: nothing of them is read, checked or compared
         compared: list[PersonRecord] = []
-        for person in people:
-            if written_before.get(person.external_id) == self._digest(person):
-                self._count("unchanged")
-                continue
-            compared.append(person)
+        if isinstance(people, Roster):
+            self._in_file = set(people.people)
+            unchanged = {external_id for external_id, seen in people.people.items()
+                         if external_id in written_before and external_id not in people.implicated
+                         and written_before[external_id] == self._digest_of(seen.rows_digest, seen.unit_codes,
+                                                                            seen.manager_external_id)}
+            self.result.counts["unchanged"] += len(unchanged)
+            compared, errors = people.records(leave_out=unchanged)
+            del people, unchanged
+            self.result.errors += errors
+            self._left_out_people = {e.key for e in errors if e.key}
+        else:
+            self._in_file = {p.external_id for p in people}
+            for person in people:
+                if written_before.get(person.external_id) == self._digest(person):
+                    self._count("unchanged")
+                    continue
+                compared.append(person)
         del written_before
         holders = sources.user_name_owners(self.session, self.tenant_id, [p.user_name for p in compared])
         valid: list[PersonRecord] = []
@@ -353,9 +370,14 @@ class SnapshotSync:
 
     def _digest(self, person: PersonRecord) -> str:
         """The person's rows as ``records.digest`` hashes them, with what their codes name now."""
-        units = [unit.id if (unit := self.units.get(job.unit_code.lower())) else None for job in person.employments]
-        manager = self.owned.get(person.manager_external_id) if person.manager_external_id else None
-        return digest(person, [units, manager])
+        return self._digest_of(person.rows_digest or content_digest(person),
+                               [job.unit_code for job in person.employments], person.manager_external_id)
+
+    def _digest_of(self, rows_digest: bytes, unit_codes: list[str], manager_external_id: str | None) -> str:
+        units = self.units
+        targets = [unit.id if (unit := units.get(code.lower())) else "-" for code in unit_codes]
+        targets.append(self.owned.get(manager_external_id, "-") if manager_external_id else "-")
+        return digest(rows_digest, " ".join(targets))
 
     def _desired(self, person: PersonRecord) -> dict[str, Any] | RowError:
         """The person's resource with the manager and employments resolved to ids."""
@@ -504,8 +526,8 @@ class SnapshotSync:
                     plans.append((row, _ending(open_jobs, today, len(open_jobs) == len(jobs) and row.active)))
                 elif not jobs and row.active:
                     plans.append((row, [{"op": "replace", "path": "active", "value": False}]))
-        limit = self._deactivation_limit()
         would = sum(1 for row, _ in plans if row.active)
+        limit = self._deactivation_limit() if would else 0  # (a count of the active users)
         if would > limit and self.options.dry_run:
             self.result.message = (f"the deactivation guard would refuse this run: it deactivates {would} users, "
                                    f"more than the limit of {limit} (see --max-deactivations)")

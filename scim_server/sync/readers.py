@@ -61,16 +61,33 @@ class TableReader(Iterator[SourceRow]):
     """The rows of one file, read as they are asked for. The header has been read: ``columns``
     are the targets the file gives (with the fixed ones), ``warnings`` the columns it ignores.
     Iterating may still raise ``SyncRefused`` for a CSV that breaks down midway. Closes its
-    file when exhausted; ``close()`` (or ``with``) for a reader left early."""
+    file when exhausted; ``close()`` (or ``with``) for a reader left early.
+
+    Besides ``SourceRow``s it hands out the rows as read (``raw()``: the line and the cells),
+    for a reader that looks at a few cells of every row (``position``) and makes a
+    ``SourceRow`` (``row``) only of the rows it wants: a sync that finds most people as they
+    were last time reads them that way. ``layout`` says, as bytes, everything besides the
+    cells that decides what a row becomes: equal layouts and equal cells are equal rows."""
 
     def __init__(self, file: str, kind: str, columns: tuple[str, ...], warnings: list[str],
-                 rows: Iterator[SourceRow], closers: list[Callable[[], Any]]):
+                 cells: Iterator[tuple[int, list[Any]]], closers: list[Callable[[], Any]], *,
+                 plan: list[tuple[int, tuple[str, ...]]], width: int, needed: int, strict: bool,
+                 table: TableMapping):
         self.file = file
         self.kind = kind
         self.columns = columns
         self.warnings = warnings
-        self._rows = rows
+        self._cells = cells
         self._closers = closers
+        self._plan = plan
+        self._width = width
+        self._needed = needed
+        self._strict = strict
+        self._fixed = table.fixed
+        self._date_format = table.date_format
+        self._rows = (self.row(line, fields) for line, fields in self._raw())
+        self.layout = repr((kind, plan, width, needed, strict, sorted(table.fixed.items()),
+                            table.date_format)).encode()
 
     def __iter__(self) -> TableReader:
         return self
@@ -81,6 +98,52 @@ class TableReader(Iterator[SourceRow]):
         except BaseException:
             self.close()
             raise
+
+    def raw(self) -> Iterator[tuple[int, list[Any]]]:
+        """The rows that are not blank, as (line, cells): a cell is text or None (an empty XLSX
+        cell), untrimmed. Closes the file when exhausted, as iterating does."""
+        try:
+            yield from self._raw()
+        finally:
+            self.close()
+
+    def _raw(self) -> Iterator[tuple[int, list[Any]]]:
+        for line, fields in self._cells:
+            try:
+                blank = not "".join(fields).strip()  # one C call (a generator over the cells: 5 us)
+            except TypeError:  # an XLSX row has None for an empty cell
+                blank = not any(f and f.strip() for f in fields)
+            if not blank:
+                yield line, fields
+
+    def position(self, target: str) -> int | str | None:
+        """Where a row's value of ``target`` is: its cell's index, the mapping's fixed value
+        (a str), or None when the file does not give it. ``row`` reads the cell as stripped
+        text, empty = None."""
+        for index, targets in self._plan:
+            if target in targets:
+                return index
+        return self._fixed.get(target)
+
+    def row(self, line: int, fields: list[Any]) -> SourceRow:
+        """The ``SourceRow`` of a row ``raw()`` gave: values under their targets, stripped,
+        empty = None. A row with values beyond the header is malformed, and so (``strict``:
+        CSV) is one that stops before the header's last named column: a cut or unbalanced
+        line, whose missing cells would otherwise clear attributes."""
+        values: dict[str, str | None] = dict(self._fixed)
+        count = len(fields)
+        for index, targets in self._plan:
+            value = fields[index] if index < count else None
+            value = (value.strip() or None) if value is not None else None
+            for target in targets:
+                values[target] = value
+        problem = None
+        width = self._width
+        if self._strict and count < self._needed:
+            problem = f"the row has {count} fields, the header {width}"
+        elif count > width and any(f and f.strip() for f in fields[width:]):
+            problem = f"the row has {count} fields, the header {width}"
+        return SourceRow(self.file, line, values, self._date_format, problem)
 
     def close(self) -> None:
         closers, self._closers = self._closers, []
@@ -117,9 +180,9 @@ def read_table(source: Source, name: str | None, table: TableMapping) -> TableRe
         for close in reversed(closers):
             close()
         raise
-    named = [index for index, cell in enumerate(header) if cell and cell.strip()]
-    rows = _rows(cells, plan, len(header), named[-1] + 1 if named else 0, strict, file, table)
-    return TableReader(file, table.kind, columns, warnings, rows, closers)
+    named = [index for index, text in enumerate(header) if text and text.strip()]
+    return TableReader(file, table.kind, columns, warnings, cells, closers, plan=plan, width=len(header),
+                       needed=named[-1] + 1 if named else 0, strict=strict, table=table)
 
 
 def _open(source: Source, name: str | None, closers: list[Callable[[], Any]]) -> tuple[IO[bytes], str, str]:
@@ -332,28 +395,3 @@ def _plan(header: list[str | None], file: str, table: TableMapping
     if absent:
         warnings.append(f"{file}: mapped columns not in the file: {', '.join(absent)}")
     return plan, (*source_of, *table.fixed), warnings
-
-
-def _rows(cells: Iterator[tuple[int, list[Any]]], plan: list[tuple[int, tuple[str, ...]]], width: int,
-          needed: int, strict: bool, file: str, table: TableMapping) -> Iterator[SourceRow]:
-    """Rows with values under their targets; blank rows are skipped. A row with values beyond the
-    header is malformed, and so (``strict``: CSV) is one that stops before the header's last named
-    column: a cut or unbalanced line, whose missing cells would otherwise clear attributes."""
-    fixed = table.fixed
-    date_format = table.date_format
-    for line, fields in cells:
-        if not any(f and f.strip() for f in fields):
-            continue
-        values: dict[str, str | None] = dict(fixed)
-        count = len(fields)
-        for index, targets in plan:
-            value = fields[index] if index < count else None
-            value = (value.strip() or None) if value is not None else None
-            for target in targets:
-                values[target] = value
-        problem = None
-        if strict and count < needed:
-            problem = f"the row has {count} fields, the header {width}"
-        elif count > width and any(f and f.strip() for f in fields[width:]):
-            problem = f"the row has {count} fields, the header {width}"
-        yield SourceRow(file, line, values, date_format, problem)

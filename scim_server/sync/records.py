@@ -37,7 +37,7 @@ from .mapping import COLUMNS, UNITS, USERS, SyncRefused, leaf_attribute
 from .readers import SourceRow
 
 __all__ = ["EmploymentRecord", "PersonRecord", "RowError", "SyncRefused", "UnitRecord", "parse_date",
-           "digest", "read_people", "read_units"]
+           "content_digest", "digest", "manager_cycles", "read_people", "read_units", "shared_user_names"]
 
 #: columns of a user row that belong to the employment, not the person: they may differ across
 #: a person's rows (``title`` is the employment's title; the person's is the first row's)
@@ -95,23 +95,31 @@ class PersonRecord:
     employments: list[EmploymentRecord]
     manager_external_id: str | None
     provided: frozenset[str] = frozenset()
+    #: what the person's rows were, hashed (``Roster``); empty for people not read from a file
+    rows_digest: bytes = b""
 
 
 #: part of every digest: raise it when a change of the code makes the same rows write something
 #: else, so that the next sync of every source compares every person once again
-DIGEST_FORM = 1
+DIGEST_FORM = 2
 
 
-def digest(person: PersonRecord, targets: Any = None) -> str:
-    """What the file says of one person, as 32 hex digits: their resource, employments (with
-    their lines left out: moving a person in the file changes nothing), manager and the columns
-    provided, and ``targets``: what their codes name in the database now (the units' and the
-    manager's ids: a unitCode can come to name another unit without a write of the person).
-    Equal digests mean the sync would want the same user (``storage.sources.SyncDigest``)."""
+def digest(rows_digest: bytes, targets: str) -> str:
+    """A person as a sync last saw them, as 32 hex digits: what their rows were (``rows_digest``:
+    a ``Roster``'s hash of the rows as read, or ``content_digest``) and ``targets``, what their
+    codes name in the database now (the units' and the manager's ids: a unitCode can come to
+    name another unit without a write of the person). Equal digests mean the sync would want
+    the same user (``storage.sources.SyncDigest``)."""
+    return hashlib.blake2b(rows_digest + targets.encode(), digest_size=16).hexdigest()
+
+
+def content_digest(person: PersonRecord) -> bytes:
+    """What a person not read from a file (a sync's JSON) says: their resource, employments
+    (lines left out), manager and the attributes provided, hashed."""
     jobs = [(j.unit_code, j.start_date, j.end_date, j.title, j.primary) for j in person.employments]
-    text = orjson.dumps([DIGEST_FORM, person.resource, jobs, person.manager_external_id, sorted(person.provided),
-                         targets], option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(text, digest_size=16).hexdigest()
+    text = orjson.dumps([DIGEST_FORM, person.resource, jobs, person.manager_external_id, sorted(person.provided)],
+                        option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(text, digest_size=16).digest()
 
 
 @dataclass(slots=True)
@@ -375,17 +383,7 @@ def _add_employment(person: _Person, job: EmploymentRecord | None, unit: str | N
 def _duplicate_user_names(people: dict[str, _Person]) -> None:
     """A userName (case-insensitive) given to several people: all of them are left out, as the
     file does not say which one it belongs to."""
-    first_holder: dict[str, str] = {}
-    shared: dict[str, list[str]] = {}
-    for external_id, person in people.items():
-        name = person.values.get("userName")
-        if name is None:
-            continue
-        key = name.casefold()
-        holder = first_holder.setdefault(key, external_id)
-        if holder != external_id:
-            shared.setdefault(key, [holder]).append(external_id)
-    for holders in shared.values():
+    for holders in shared_user_names((ext, person.values.get("userName")) for ext, person in people.items()):
         for external_id in holders:
             person = people[external_id]
             others = ", ".join(f"{o!r} (line {people[o].lines[0]})" for o in holders if o != external_id)
@@ -393,30 +391,50 @@ def _duplicate_user_names(people: dict[str, _Person]) -> None:
             person.errors += [RowError(person.file, line, reason, external_id) for line in person.lines]
 
 
+def shared_user_names(names: Iterable[tuple[str, str | None]]) -> list[list[str]]:
+    """The externalIds that give one userName (case-insensitively), a group per userName, from
+    (externalId, userName) pairs."""
+    first_holder: dict[str, str] = {}
+    shared: dict[str, list[str]] = {}
+    for external_id, name in names:
+        if name is None:
+            continue
+        key = name.casefold()
+        holder = first_holder.setdefault(key, external_id)
+        if holder != external_id:
+            shared.setdefault(key, [holder]).append(external_id)
+    return list(shared.values())
+
+
 def _manager_cycles(people: dict[str, _Person]) -> None:
     """Managers that lead back to the person within the file: a row error on each of their rows.
     (A cycle through people already in the database is the diff's to find.)"""
-    def manager(external_id: str) -> str | None:
-        found = people[external_id].values.get("managerExternalId")
-        return found if found in people else None
+    for chain in manager_cycles({ext: person.values.get("managerExternalId") for ext, person in people.items()}):
+        if len(chain) == 1:
+            reason = "managerExternalId is the person themself"
+        else:
+            reason = "manager cycle: " + " -> ".join([*chain, chain[0]])
+        for member in chain:
+            person = people[member]
+            person.errors += [RowError(person.file, line, reason, member) for line in person.lines]
 
+
+def manager_cycles(managers: dict[str, str | None]) -> list[list[str]]:
+    """The cycles that externalId -> managerExternalId makes among the keys of ``managers``,
+    each from the person where it was found."""
+    cycles = []
     done: set[str] = set()
-    for start in people:
+    for start in managers:
         path: dict[str, int] = {}
         node: str | None = start
         while node is not None and node not in done and node not in path:
             path[node] = len(path)
-            node = manager(node)
+            found = managers[node]
+            node = found if found in managers else None
         if node is not None and node in path:
-            chain = list(path)[path[node]:]
-            if len(chain) == 1:
-                reason = "managerExternalId is the person themself"
-            else:
-                reason = "manager cycle: " + " -> ".join([*chain, chain[0]])
-            for member in chain:
-                person = people[member]
-                person.errors += [RowError(person.file, line, reason, member) for line in person.lines]
+            cycles.append(list(path)[path[node]:])
         done.update(path)
+    return cycles
 
 
 def _person_record(external_id: str, person: _Person) -> PersonRecord:
