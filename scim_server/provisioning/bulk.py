@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..scim.errors import ScimError, invalid_syntax, invalid_value
 from ..storage.stores import ENDPOINTS
-from .service import PatchItem, Provisioning, Written, users_added
+from .service import WriteItem, Provisioning, Written, users_added
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ class BulkRun:
     def _run_together(self, run: list[Operation]) -> None:
         if not run:
             return
-        items = [PatchItem(self._target(op), self._data(op), op.version, op.provenance) for op in run]
+        items = [WriteItem(self._target(op), self._data(op), op.version, op.provenance) for op in run]
         kind = run[0].kind
         if kind == "create users":
             results = self.service.create_many("User", [(item.body, item.provenance) for item in items])

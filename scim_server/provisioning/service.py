@@ -192,6 +192,56 @@ class Provisioning:
         self._event(store, row, "replace", before, store.audit_state(row), row_changes, provenance)
         return Written(row, store, 200)
 
+    def replace_many(self, resource_type: str, items: list[WriteItem]) -> list[Written | ScimError]:
+        """PUTs of distinct resources (``WriteItem``'s body: the PUT's), each succeeding or
+        failing alone, as ``patch_many`` writes PATCHes: read in one statement, validated in
+        Python, written together (``ResourceStore.replace_many``: employments included), and
+        alone in a savepoint, after the batch, where the store cannot write one together."""
+        store = self.store(resource_type)
+        out: list[Written | ScimError | None] = [None] * len(items)
+        alone: list[int] = []
+        prepared: list[tuple[int, Any, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+        rows = store.get_many([item.resource_id for item in items]) if store.replaces_together() else {}
+        for i, item in enumerate(items):
+            row = rows.get(item.resource_id)
+            if row is None:  # not found (then ``replace`` says 404), or not to be written together
+                alone.append(i)
+                continue
+            try:
+                check_version(row, item.if_match)
+                doc = load_resource(store, item.body)
+                stored = store.stored_document(row)
+                marshal.check_immutable(store.rt, stored, doc)
+                before = store.audit_state(row, stored)
+                if not store.updates_together(row, doc):
+                    raise _MustWriteAlone
+                prepared.append((i, row, before, doc, store.prepared_update(row, doc)))
+            except _MustWriteAlone:
+                alone.append(i)
+            except ScimError as exc:
+                out[i] = exc
+        if prepared:
+            try:
+                refused = self.in_savepoint(lambda: store.replace_many(
+                    [(row, doc, values) for _, row, _, doc, values in prepared]))
+            except ScimError:  # refused as a whole: one by one, each alone
+                alone = sorted(alone + [i for i, *_ in prepared])
+            else:
+                for (i, row, before, _, _), error in zip(prepared, refused):
+                    if error is not None:
+                        out[i] = error
+                        continue
+                    self._event(store, row, "replace", before, store.audit_state(row), None, items[i].provenance)
+                    out[i] = Written(row, store, 200)
+        for i in alone:
+            item = items[i]
+            try:
+                out[i] = self.in_savepoint(lambda item=item: self.replace(
+                    resource_type, item.resource_id, item.body, if_match=item.if_match, provenance=item.provenance))
+            except ScimError as exc:
+                out[i] = exc
+        return out  # type: ignore[return-value]
+
     def patch(self, resource_type: str, resource_id: str, body: Any, *, if_match: str | None = None,
               provenance: dict[str, Any] | None = None) -> Written:
         store = self.store(resource_type)
@@ -205,7 +255,7 @@ class Provisioning:
         self._event(store, row, "patch", before, store.audit_state(row), row_changes, provenance)
         return Written(row, store, 200)
 
-    def patch_many(self, resource_type: str, items: list[PatchItem]) -> list[Written | ScimError]:
+    def patch_many(self, resource_type: str, items: list[WriteItem]) -> list[Written | ScimError]:
         """PATCHes of distinct resources, each succeeding or failing alone.
 
         The resources are read in one statement and each PATCH runs through the quirks and the
@@ -250,7 +300,7 @@ class Provisioning:
             out[i] = self._patch_alone(resource_type, items[i])
         return out  # type: ignore[return-value]
 
-    def _patch_alone(self, resource_type: str, item: PatchItem) -> Written | ScimError:
+    def _patch_alone(self, resource_type: str, item: WriteItem) -> Written | ScimError:
         try:
             return self.in_savepoint(lambda: self.patch(resource_type, item.resource_id, item.body,
                                                         if_match=item.if_match, provenance=item.provenance))
@@ -269,7 +319,7 @@ class Provisioning:
         marshal.check_immutable(store.rt, stored, doc)
         return doc
 
-    def add_members_many(self, items: list[PatchItem]) -> list[Written | ScimError]:
+    def add_members_many(self, items: list[WriteItem]) -> list[Written | ScimError]:
         """Group PATCHes that only add users (``users_added``), written together: every
         group, member and existing membership is read once, and the new memberships, the
         groups' versions and the audit events are one statement each."""
@@ -310,8 +360,8 @@ class Provisioning:
 
 
 @dataclass(frozen=True)
-class PatchItem:
-    """One PATCH of ``patch_many``."""
+class WriteItem:
+    """One write of ``patch_many`` (``body``: a PATCH's) or ``replace_many`` (a PUT's)."""
 
     resource_id: str
     body: Any

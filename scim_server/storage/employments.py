@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..scim import marshal
-from ..scim.errors import invalid_value, mutability, no_target
+from ..scim.errors import ScimError, invalid_value, mutability, no_target
 from ..scim.filters import FilterCompiler
 from ..scim.schemas import Attribute
 from ..scim.validators import P2L_USER
@@ -26,6 +26,8 @@ from .resources import check_fits
 
 #: sub-attribute -> membership column
 COLUMNS = {"title": "title", "startDate": "start_date", "endDate": "end_date", "primary": "is_primary"}
+#: what a PUT of employments writes of each: the sub-attributes, and ``source`` cleared
+_COMPARED = (*COLUMNS.values(), "source")
 
 
 def _fitting(sub: str, value: Any) -> Any:
@@ -64,6 +66,71 @@ def changed(session: Session, user_ids: list[str], *, by_unit: bool = False) -> 
 
 def in_org_unit():
     return exists().where(Group.id == Membership.group_id, Group.is_org_unit)
+
+
+def replace_many(session: Session, tenant_id: int, wanted: dict[str, list[dict[str, Any]]]
+                 ) -> tuple[list[str], dict[str, ScimError]]:
+    """Each user's employments become exactly the list given (user id -> a PUT's employments):
+    the users whose employments changed, and the users refused (an employment without a unit,
+    a unit that is not an org unit of the tenant, an end before the start), of whom nothing is
+    written. The rows of all of them are read, deleted, updated and inserted in one statement
+    each, and nothing follows here: the caller calls ``changed`` once for the users changed.
+
+    Only what differs is written: an employment named again keeps its row, and with it its
+    place as "the employment written first" that effectiveEan's tie-break reads, whatever
+    order the document lists it in; a PUT that changes no employment writes none."""
+    refused: dict[str, ScimError] = {}
+    desired: dict[str, dict[str, dict[str, Any]]] = {}
+    for user_id, values in wanted.items():
+        try:
+            jobs: dict[str, dict[str, Any]] = {}
+            for item in values:
+                unit_id = item.get("value")
+                if not unit_id:
+                    raise invalid_value("Each employment needs a 'value' with the org unit's id")
+                # a PUT replaces the whole employment: what it leaves out is cleared
+                jobs[unit_id] = EmploymentRows.columns({"title": None, "startDate": None, "endDate": None,
+                                                        "primary": False, **item})
+            desired[user_id] = jobs
+        except ScimError as exc:
+            refused[user_id] = exc
+    if not desired:
+        return [], refused
+    stored: dict[str, dict[str, dict[str, Any]]] = {user_id: {} for user_id in desired}
+    for row in session.execute(_STORED_EMPLOYMENTS, {"ids": list(desired)}):
+        stored[row.user_id][row.group_id] = {c: getattr(row, c) for c in _COMPARED}
+    changed = [user_id for user_id, jobs in desired.items() if jobs != stored[user_id]]
+    if not changed:
+        return [], refused
+    take_write_lock(session.connection())  # the checks below must hold until the commit
+    named = {unit_id for user_id in changed for unit_id in desired[user_id]}
+    units = set(session.scalars(select(Group.id).where(
+        Group.tenant_id == tenant_id, Group.is_org_unit, Group.id.in_(list(named))))) if named else set()
+    deletes, updates, inserts = [], [], []
+    now = utcnow()
+    for user_id in list(changed):
+        jobs, before = desired[user_id], stored[user_id]
+        unknown = [unit_id for unit_id in jobs if unit_id not in units]
+        if unknown:
+            refused[user_id] = invalid_value(
+                f"employments.value must be an org unit of this tenant: {', '.join(unknown[:10])}")
+            changed.remove(user_id)
+            continue
+        deletes += [{"u": user_id, "g": unit_id} for unit_id in before if unit_id not in jobs]
+        for unit_id, columns in jobs.items():
+            if unit_id not in before:
+                inserts.append({"tenant_id": tenant_id, "group_id": unit_id, "user_id": user_id,
+                                "member_group_id": None, "created": now, **columns})
+            elif before[unit_id] != columns:
+                updates.append({"u": user_id, "g": unit_id, **columns})
+    connection = session.connection()
+    if deletes:
+        connection.execute(_DELETE_EMPLOYMENT, deletes)
+    if updates:
+        connection.execute(_UPDATE_EMPLOYMENT, updates)
+    if inserts:
+        connection.execute(insert(Membership.__table__), inserts)
+    return changed, refused
 
 
 class EmploymentRows:
@@ -123,30 +190,11 @@ class EmploymentRows:
         self.changed = True
 
     def replace(self, values: list[dict[str, Any]]) -> None:
-        """The employments become exactly ``values`` (a PUT). Only what differs is written: an
-        employment named again keeps its row, and with it its place as "the employment written
-        first" that effectiveEan's tie-break reads, whatever order the document lists it in; a
-        PUT that changes no employment writes none (``changed`` stays False: nothing follows)."""
-        wanted: dict[str, dict[str, Any]] = {}
-        for item in values:
-            unit_id = item.get("value")
-            if not unit_id:
-                raise invalid_value("Each employment needs a 'value' with the org unit's id")
-            # a PUT replaces the whole employment: what it leaves out is cleared
-            wanted[unit_id] = {"title": None, "startDate": None, "endDate": None, "primary": False, **item}
-        stored = {row.group_id: row for row in self.session.execute(
-            select(Membership.group_id, *(Membership.__table__.c[c] for c in (*COLUMNS.values(), "source")))
-            .where(self._mine()))}
-        if stored.keys() == wanted.keys() and all(
-                {c: getattr(stored[u], c) for c in (*COLUMNS.values(), "source")} == self.columns(item)
-                for u, item in wanted.items()):
-            return
-        gone = [u for u in stored if u not in wanted]
-        if gone:
-            self.session.execute(delete(Membership).where(self._mine(), Membership.group_id.in_(gone))
-                                 .execution_options(synchronize_session=False))
-        self.changed = True
-        self.add(list(wanted.values()))
+        """The employments become exactly ``values`` (a PUT): ``replace_many`` of one user."""
+        changed, refused = replace_many(self.session, self.tenant_id, {self.user.id: values})
+        if refused:
+            raise refused[self.user.id]
+        self.changed = bool(changed)
 
     def remove(self, value_filter) -> None:
         self.session.execute(delete(Membership).where(self._where(value_filter))
@@ -220,3 +268,11 @@ def _ends_before_start(unit_id: str | None, start: dt.datetime, end: dt.datetime
                          f"before it starts ({marshal.format_datetime(start)}): endDate may not lie "
                          "before startDate")
 
+
+_members = Membership.__table__
+_STORED_EMPLOYMENTS = (select(_members.c.user_id, _members.c.group_id, *(_members.c[c] for c in _COMPARED))
+                       .where(_members.c.user_id.in_(bindparam("ids", expanding=True)),
+                              exists().where(Group.id == _members.c.group_id, Group.is_org_unit)))
+_DELETE_EMPLOYMENT = delete(_members).where(_members.c.user_id == bindparam("u"), _members.c.group_id == bindparam("g"))
+_UPDATE_EMPLOYMENT = (update(_members).where(_members.c.user_id == bindparam("u"), _members.c.group_id == bindparam("g"))
+                      .values({c: bindparam(c) for c in _COMPARED}))

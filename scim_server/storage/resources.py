@@ -159,6 +159,14 @@ class ResourceStore:
         refused it alone."""
         raise NotImplementedError
 
+    def patches_together(self) -> bool:
+        """Can PATCHes of this type be written together (``get_many``, ``update_many``)?"""
+        return False
+
+    def replaces_together(self) -> bool:
+        """Can PUTs of this type be written together (``get_many``, ``replace_many``)?"""
+        return False
+
     def updates_together(self, row, doc: dict[str, Any]) -> bool:
         """Can ``update_many`` write this change with others? Not when a check of it must see
         the writes before it (a store says which)."""

@@ -407,6 +407,35 @@ class UserStore(ResourceStore):
         for row, values in writes:
             row.__dict__.update(values, last_modified=now)
 
+    def replaces_together(self) -> bool:
+        """As ``patches_together``: placement by department follows each write alone."""
+        return self.patches_together()
+
+    def replace_many(self, writes: list[tuple[User, dict[str, Any], dict[str, Any]]]) -> list[ScimError | None]:
+        """PUTs of several users, as (row from ``get_many``, validated document, its
+        ``prepared_update`` values): their columns in one executemany, their employments in one
+        statement per kind (``employments.replace_many``), then the rules once for the users
+        whose employments changed (as ``replace`` does for one). Per write None, or the
+        ScimError that refused it alone (its employments): nothing of that user is written."""
+        changed: list[str] = []
+        refused: dict[str, ScimError] = {}
+        if self.master_data:
+            changed, refused = employments.replace_many(self.session, self.tenant_id, {
+                row.id: (doc.get(P2L_USER) or {}).get("employments") or [] for row, doc, _ in writes})
+        self.update_many([(row, values) for row, _, values in writes if row.id not in refused])
+        if changed:
+            for user_id in changed:
+                self._memberships_changed(user_id)
+            self._membership_rows(changed)  # read back in one statement, for the audit trail
+            outcome = {c.user_id: c for c in employments.changed(self.session, changed)}
+            for row, _, _ in writes:  # the rows say what the leaver rule wrote
+                change = outcome.get(row.id)
+                if change is not None:
+                    row.employment_state = change.state
+                    if change.active is not None:
+                        row.active, row.version = change.active, row.version + 1
+        return [refused.get(row.id) for row, _, _ in writes]
+
     def update(self, row: User, doc: dict[str, Any]) -> None:
         """Write the user's columns, on condition that its version is still the one read
         (else StaleDataError: the write service runs the write again, see ``provisioning``)."""

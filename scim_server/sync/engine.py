@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ..provisioning import Provisioning
-from ..provisioning.service import PatchItem, load_resource
+from ..provisioning.service import WriteItem, load_resource
 from ..scim.errors import ScimError
 from ..scim.marshal import format_datetime
 from ..scim.schemas import CORE_GROUP, ENTERPRISE_USER
@@ -453,7 +453,8 @@ class SnapshotSync:
             chunk = people[start:start + 1000]
             rows = store.get_many([self.owned[p.external_id] for p in chunk], rows=True)
             as_in_file: list[tuple[str, str, int]] = []  # the people now as their rows say
-            patches: list[tuple[PersonRecord, dict[str, Any], PatchItem]] = []
+            patches: list[tuple[PersonRecord, dict[str, Any], WriteItem]] = []
+            replaces: list[tuple[PersonRecord, dict[str, Any], WriteItem]] = []
             for person in chunk:
                 row = rows.get(self.owned[person.external_id])
                 desired = self._desired(person)
@@ -479,23 +480,21 @@ class SnapshotSync:
                     as_in_file.append((row.id, self._digest(person), row.version))
                     continue
                 if EMPLOYMENTS_KEY not in changes:  # written together, below
-                    patches.append((person, changes, PatchItem(row.id, _patch_of(body, changes), None,
+                    patches.append((person, changes, WriteItem(row.id, _patch_of(body, changes), None,
                                                                self.provenance)))
                     continue
-                written = self._write(lambda row=row, body=body: self.service.replace(
-                    "User", row.id, body, provenance=self.provenance), f"user {person.external_id}",
-                    person.file, person.lines[0], person.external_id)
-                if written is not None:
-                    self._updated(person, changes, written.row.version, as_in_file)
-            # people whose employments stay as they are: their attributes in one multi-row write
-            results = self.service.patch_many("User", [item for *_, item in patches]) if patches else []
-            for (person, changes, _), result in zip(patches, results):
-                if isinstance(result, ScimError):
-                    self.result.errors.append(RowError(person.file, person.lines[0],
-                                                       f"user {person.external_id}: {result.detail}",
-                                                       person.external_id))
-                else:
-                    self._updated(person, changes, result.row.version, as_in_file)
+                replaces.append((person, changes, WriteItem(row.id, body, None, self.provenance)))
+            # people whose employments stay as they are: their attributes in one multi-row write,
+            # by PATCH; the others by PUT, together as well (``replace_many``)
+            for writes, write_many in ((patches, self.service.patch_many), (replaces, self.service.replace_many)):
+                results = write_many("User", [item for *_, item in writes]) if writes else []
+                for (person, changes, _), result in zip(writes, results):
+                    if isinstance(result, ScimError):
+                        self.result.errors.append(RowError(person.file, person.lines[0],
+                                                           f"user {person.external_id}: {result.detail}",
+                                                           person.external_id))
+                    else:
+                        self._updated(person, changes, result.row.version, as_in_file)
             sources.store_digests(self.session, self.source_id, as_in_file)
             _done_with(chunk)
             self._checkpoint()
