@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .readers import TableReader
-from .records import (DIGEST_FORM, PersonRecord, RowError, SyncRefused, manager_cycles, read_people,
-                      shared_user_names)
+from .records import (DIGEST_FORM, PersonRecord, RowError, SyncRefused, manager_cycles, no_cyclic_gc,
+                      read_people, shared_user_names)
 
 __all__ = ["Roster", "Seen"]
 
@@ -67,6 +67,11 @@ class Roster:
     @classmethod
     def read_from(cls, reader: TableReader) -> Roster:
         """Go through the file once (a ``SyncRefused`` for a file that breaks down midway)."""
+        with no_cyclic_gc():  # (as ``records.read_people``: 100,000 people, 1.6 s with, 0.9 s without)
+            return cls._read_from(reader)
+
+    @classmethod
+    def _read_from(cls, reader: TableReader) -> Roster:
         # where the four cells are: an index (-1 for none) and the mapping's fixed value, read
         # inline as ``readers.cell`` reads them (a call per cell cost a third of the pass)
         (ext_at, ext_fixed), (name_at, name_fixed), (boss_at, boss_fixed), (unit_at, unit_fixed) = (
@@ -99,9 +104,11 @@ class Roster:
             if unit is not None:
                 seen.unit_codes.append(unit)
         layout = b"%d\x1e%s\x1e" % (DIGEST_FORM, reader.layout)
+        blake2b = hashlib.blake2b
         for seen in people.values():
-            text = _ROWS.join(joined for _, joined in seen.rows).encode("utf-8", "surrogatepass")
-            seen.rows_digest = hashlib.blake2b(layout + text, digest_size=16).digest()
+            rows = seen.rows
+            text = rows[0][1] if len(rows) == 1 else _ROWS.join([joined for _, joined in rows])
+            seen.rows_digest = blake2b(layout + text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         return cls(reader, people, loose)
 
     def records(self, leave_out: set[str]) -> tuple[list[PersonRecord], list[RowError]]:
