@@ -1,0 +1,78 @@
+"""A sync goes through a users file lightly first (``sync/roster.py``) and reads in full only the
+people whose rows changed since the source last wrote them. What must still hold for the people
+it does not read: the checks that span people (a userName given twice, a manager cycle) see
+them, a change of the mapping is a change of everyone, and rows that read alike are alike."""
+from __future__ import annotations
+
+import codecs
+
+from test_sync import PEOPLE, USER_HEADER, counts, full_sync, summary, sync, units_file, user, users_file
+from test_sync_digests import compared_people
+
+from conftest import ENTERPRISE
+
+
+def test_a_changed_person_taking_an_unchanged_persons_user_name_leaves_both_out(api, cli, tmp_path):
+    full_sync(cli, tmp_path)
+    cai = [*PEOPLE[2][:1], "bo@acme.dk", *PEOPLE[2][2:]]  # line 4 now gives Bo's userName, Bo unchanged
+    result = sync(cli, "--users", users_file(tmp_path, [PEOPLE[0], PEOPLE[1], cai]), "--units", units_file(tmp_path))
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert any("users.csv, line 3" in e and "userName 'bo@acme.dk' is also given to externalId '1003'" in e
+               for e in errors), result.output
+    assert any("users.csv, line 4" in e and "is also given to externalId '1002'" in e for e in errors), result.output
+    assert counts(result) == {"created": 0, "updated": 0, "unchanged": 4, "deactivated": 0, "conflicts": 0,
+                              "errors": 2}
+    assert user(api, "bo@acme.dk")["externalId"] == "1002"
+    assert user(api, "cai@acme.dk")["active"] is True  # left out, not a leaver
+
+
+def test_a_manager_cycle_through_an_unchanged_person_is_an_error_on_both(api, cli, tmp_path):
+    full_sync(cli, tmp_path)
+    anna = [*PEOPLE[0][:7], "1002", PEOPLE[0][8]]  # Anna's manager is now Bo, whose manager is Anna
+    result = sync(cli, "--users", users_file(tmp_path, [anna, PEOPLE[1], PEOPLE[2]]), "--units", units_file(tmp_path))
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert len([e for e in errors if "manager cycle" in e]) == 2, result.output
+    assert any("line 2" in e for e in errors) and any("line 3" in e for e in errors)
+    assert "manager" not in (user(api, "anna@acme.dk").get(ENTERPRISE) or {})
+
+
+def test_a_changed_mapping_is_a_change_of_everyone(api, cli, tmp_path):
+    mapping = tmp_path / "map.toml"
+    mapping.write_text('[users.fixed]\nuserType = "Employee"\n')
+    args = ("--users", users_file(tmp_path, PEOPLE), "--units", units_file(tmp_path), "--mapping", str(mapping))
+    assert counts(sync(cli, *args))["created"] == 6
+    assert summary(sync(cli, *args)) == "created 0, updated 0, unchanged 6, deactivated 0, conflicts 0, errors 0"
+    mapping.write_text('[users.fixed]\nuserType = "External"\n')
+    assert counts(sync(cli, *args))["updated"] == 3
+    assert {user(api, p[1])["userType"] for p in PEOPLE} == {"External"}
+
+
+def test_people_moved_in_the_file_are_not_compared_again(api, cli, tmp_path, monkeypatch):
+    full_sync(cli, tmp_path)
+    compared = compared_people(monkeypatch)
+    result = full_sync(cli, tmp_path, [PEOPLE[2], PEOPLE[0], PEOPLE[1]])
+    assert summary(result) == "created 0, updated 0, unchanged 6, deactivated 0, conflicts 0, errors 0"
+    assert compared == []
+
+
+def test_cells_that_read_alike_change_nothing(api, cli, tmp_path, monkeypatch):
+    full_sync(cli, tmp_path)
+    compared = compared_people(monkeypatch)
+    padded = [f" {cell} " if cell else cell for cell in PEOPLE[1]]  # the cells are stripped as read
+    result = full_sync(cli, tmp_path, [PEOPLE[0], padded, PEOPLE[2]])
+    assert summary(result) == "created 0, updated 0, unchanged 6, deactivated 0, conflicts 0, errors 0"
+    assert compared == ["1002"]  # other text than last time: compared, and found as it was
+    assert summary(full_sync(cli, tmp_path, [PEOPLE[0], padded, PEOPLE[2]])).startswith("created 0, updated 0")
+    assert compared == ["1002"]  # and not again
+
+
+def test_a_nul_character_refuses_the_run(api, cli, tmp_path):
+    text = "\n".join(",".join(row) for row in [USER_HEADER, PEOPLE[0], ["1009", "n\x00l@acme.dk"]]) + "\n"
+    path = tmp_path / "users.csv"
+    path.write_bytes(codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
+    result = sync(cli, "--users", str(path), "--units", units_file(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "NUL" in result.stdout
+    assert user(api, "anna@acme.dk") is None
