@@ -936,3 +936,54 @@ def test_an_operation_naming_a_create_written_in_a_batch_keeps_its_place(api):
                    patch(f"/Groups/{unit['id']}", {"op": "remove", "path": "members"}),
                    delete("/Users/bulkId:u"))
     assert [r["status"] for r in results] == ["201", "200", "200", "200", "204"], results
+
+
+def test_puts_written_together_keep_the_employment_rules(app, api):
+    """User PUTs of one request are written together (``replace_many``): each still gets its
+    employments as the PUT names them (rows named again kept, the others gone, new ones added),
+    the leaver rule, its own error, its own ETag and its own audit event, as a single PUT would."""
+    school, care = create_unit(api, "Skole", code="SK-1")["id"], create_unit(api, "Pleje", code="PL-1")["id"]
+    plain = api.post("/Groups", json={"schemas": [CORE_GROUP], "displayName": "Not a unit"}).get_json()["id"]
+
+    def employed(user_name: str, *jobs: dict) -> dict:
+        return user_data(user_name, **{P2L_USER: {"employments": list(jobs)}})
+
+    ada = api.post("/Users", json=employed("ada@acme.dk", {"value": school, "title": "Lærer", "primary": True}))
+    bo = api.post("/Users", json=employed("bo@acme.dk", {"value": school}))
+    cy = api.post("/Users", json=employed("cy@acme.dk", {"value": care, "title": "Assistent"}))
+    ada, bo, cy = ada.get_json(), bo.get_json(), cy.get_json()
+    results = bulk(
+        api,
+        put(f"/Users/{ada['id']}", employed("ada@acme.dk", {"value": school, "title": "Overlærer", "primary": True},
+                                            {"value": care, "startDate": "2020-01-01T00:00:00Z"})),
+        put(f"/Users/{bo['id']}", employed("bo@acme.dk", {"value": school, "endDate": "2001-01-31T23:59:59Z"})),
+        put(f"/Users/{cy['id']}", employed("cy@acme.dk", {"value": plain})),
+        put(f"/Users/{cy['id']}", user_data("cy@acme.dk", title="Uden ansættelse"), version=cy["meta"]["version"]),
+        headers={"X-Request-ID": "bulk-puts"})
+    assert [r["status"] for r in results] == ["200", "200", "400", "200"], results
+    failed(results[2], 400, "invalidValue")
+    after = {u["id"]: get_json(api, f"/Users/{u['id']}") for u in (ada, bo, cy)}
+    jobs = {j["value"]: j for j in after[ada["id"]][P2L_USER]["employments"]}
+    assert jobs[school]["title"] == "Overlærer" and jobs[school]["primary"] is True
+    assert jobs[care]["startDate"].startswith("2020-01-01") and set(jobs) == {school, care}
+    assert after[bo["id"]]["active"] is False  # employed until 2001: the leaver rule
+    assert results[1]["version"] == after[bo["id"]]["meta"]["version"]
+    assert P2L_USER not in after[cy["id"]] or not after[cy["id"]][P2L_USER].get("employments")
+    assert after[cy["id"]]["title"] == "Uden ansættelse" and member_ids(api, care) == {ada["id"]}
+    assert results[3]["version"] == after[cy["id"]]["meta"]["version"]
+    trail = scoped(app, "audit:read").get("http://localhost/admin/v1/audit?count=1000").get_json()["Resources"]
+    events = [e for e in trail if e["requestId"] == "bulk-puts" and e["operation"] == "replace"]
+    assert sorted(e["bulkOperation"]["index"] for e in events) == [0, 1, 3]
+    title = next(e for e in events if e["bulkOperation"]["index"] == 0)["changes"]
+    assert any("employments" in key for key in title), title
+
+
+def test_a_put_and_a_patch_of_one_user_keep_their_order(api):
+    user = api.create_user("order@acme.dk", title="Start")
+    results = bulk(api, put(f"/Users/{user['id']}", user_data("order@acme.dk", title="Put")),
+                   patch(f"/Users/{user['id']}", {"op": "replace", "path": "title", "value": "Patch"}),
+                   put(f"/Users/{user['id']}", user_data("order@acme.dk", title="Last", displayName="Last")))
+    assert [r["status"] for r in results] == ["200", "200", "200"], results
+    after = get_json(api, f"/Users/{user['id']}")
+    assert (after["title"], after["displayName"]) == ("Last", "Last")
+    assert after["meta"]["version"] == results[2]["version"]

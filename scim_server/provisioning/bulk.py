@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..scim.errors import ScimError, invalid_syntax, invalid_value
 from ..storage.stores import ENDPOINTS
-from .service import WriteItem, Provisioning, Written, users_added
+from .service import Provisioning, WriteItem, Written, users_added
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class BulkRun:
         waiting = list(self.request.operations)
         while waiting and not self._stopped():
             still: list[Operation] = []
-            together: list[Operation] = []  # a run of user creates or PATCHes, written together at its end
+            together: list[Operation] = []  # a run of user creates, PUTs or PATCHes, written together at its end
             for op in waiting:
                 if self._stopped():
                     break
@@ -235,7 +235,7 @@ class BulkRun:
                     still.append(op)  # names a resource an operation further on (or in ``creates``) makes
                 elif self._together(op):
                     if together and (together[0].kind != op.kind or op.resource_type == "User"
-                                     and op.method == "PATCH" and op.target in {o.target for o in together}):
+                                     and op.method in ("PATCH", "PUT") and op.target in {o.target for o in together}):
                         self._run_together(together)  # a new kind of run, or the same user again
                     together.append(op)
                 else:
@@ -276,8 +276,8 @@ class BulkRun:
         self.outcomes[op.index] = Outcome(op, written.status, written)
 
     def _together(self, op: Operation) -> bool:
-        """Creates and PATCHes of users, and PATCHes that add users to groups, are written in
-        multi-row statements, as long as nothing asks the request to stop after a number of
+        """Creates, PUTs and PATCHes of users, and PATCHes that add users to groups, are written
+        in multi-row statements, as long as nothing asks the request to stop after a number of
         errors (which needs one operation at a time)."""
         return self.request.fail_on_errors is None and op.kind is not None
 
@@ -290,6 +290,8 @@ class BulkRun:
             results = self.service.create_many("User", [(item.body, item.provenance) for item in items])
         elif kind == "patch users":
             results = self.service.patch_many("User", items)
+        elif kind == "replace users":
+            results = self.service.replace_many("User", items)
         else:
             results = self.service.add_members_many(items)
         for op, result in zip(run, results):
@@ -321,6 +323,8 @@ def _kind(op: Operation) -> str | None:
         return "create users"
     if op.resource_type == "User" and op.method == "PATCH":
         return "patch users"
+    if op.resource_type == "User" and op.method == "PUT":
+        return "replace users"
     if op.resource_type == "Group" and op.method == "PATCH" and users_added(op.data) is not None:
         return "add users to groups"
     return None
