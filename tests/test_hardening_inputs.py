@@ -498,3 +498,17 @@ def test_migrations_from_0007_on_apply_to_an_empty_database_and_downgrade(empty_
     finally:
         engine.dispose()
 
+
+
+def test_the_newest_migration_script_is_alembics_one_head(empty_database):
+    """``upgrade`` skips Alembic when the database is at the newest script by number: that
+    number must be Alembic's one head, and a database below it must still be upgraded."""
+    from alembic.script import ScriptDirectory
+
+    from scim_server.storage.migrate import alembic_config, current_revision, newest_revision
+    assert ScriptDirectory.from_config(alembic_config(empty_database)).get_heads() == [newest_revision()]
+    assert current_revision(empty_database) is None
+    upgrade(empty_database, "0011")
+    assert current_revision(empty_database) == "0011"
+    upgrade(empty_database)
+    assert current_revision(empty_database) == newest_revision()

@@ -73,6 +73,20 @@ def test_what_an_idp_changed_in_an_unchanged_person_is_put_back(app, api, cli, t
     assert compared_after_again(cli, tmp_path, compared) == []
 
 
+def test_a_write_of_the_user_by_anyone_forgets_its_digest(app, api, cli, tmp_path):
+    """The digest is the sync's word that no one wrote the user since (a trigger on the users'
+    version, migration 0012): a PATCH and the DELETE of a manager take the digests of the users
+    they write, and only theirs."""
+    full_sync(cli, tmp_path)
+    bo, anna = user(api, "bo@acme.dk"), user(api, "anna@acme.dk")
+    api.patch_ops(f"/Users/{bo['id']}", {"op": "replace", "path": "title", "value": "Vikar"})
+    assert set(digests(app)) == {"1001", "1003"}
+    full_sync(cli, tmp_path)
+    assert set(digests(app)) == {"1001", "1002", "1003"}
+    assert api.delete(f"/Users/{anna['id']}").status_code == 204  # her reports lose their manager
+    assert set(digests(app)) == set()
+
+
 def compared_after_again(cli, tmp_path, compared: list[str]) -> list[str]:
     compared.clear()
     full_sync(cli, tmp_path)

@@ -171,11 +171,12 @@ class Source(Base):
 
 
 class SyncDigest(Base):
-    """What a source's last sync wrote of one person: a hash of the file's rows as read (the
-    person's record, ``sync.records``) and the user's version right after that write. A later
-    sync skips a person whose record hashes the same while their version has not moved; any
-    other write of the user (an IdP's, an admin's, an org unit's ``members``) moves the version,
-    and the person is compared in full again. Not personal data: a hash, not the values."""
+    """What a source's last sync wrote of one person: a hash of the person's rows as read
+    (``sync.roster``) and the user's version right after that write. A later sync skips a person
+    whose rows hash the same while the digest is still here: any other write of the user (an
+    IdP's, an admin's, the leaver rule's, an org unit's ``members``) moves the user's version,
+    and a trigger on ``users`` (migration 0012) then deletes the digest, so the person is
+    compared in full again. Not personal data: a hash, not the values."""
 
     __tablename__ = "sync_digests"
     #: a source's or tenant's deletion finds them by it
@@ -418,7 +419,8 @@ Index("uq_users_tenant_username", User.tenant_id, func.lower(User.user_name), un
 # Entra ID matches groups by ``displayName eq`` (caseExact false).
 Index("ix_groups_tenant_display_name", Group.tenant_id, func.lower(Group.display_name))
 # a source's users, matched on externalId (the source's key)
-Index("ix_users_source_external_id", User.source_id, User.external_id)
+# with id: a sync reads its source's users (externalId -> id) from the index alone (0012)
+Index("ix_users_source_external_id", User.source_id, User.external_id, User.id)
 Index("ix_groups_source", Group.source_id)
 # unitCode is unique per tenant, case-insensitively as userName (NULLs, i.e. plain groups, do
 # not collide); ``unitCode eq`` (caseExact false) compiles to the same lower() expression.

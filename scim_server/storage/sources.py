@@ -77,21 +77,21 @@ def unit_usage(session: Session, unit_ids: list[str]) -> dict[str, tuple[int, in
 
 
 def owned_users(session: Session, source_id: int, page: int = 5000) -> Iterator[Sequence[Row]]:
-    """The source's users as (id, externalId, version) rows: one statement on the source's
-    index, streamed in pages (no ORDER BY: a sort of every row for each page cost more than
-    the rest). Core, not the ORM's session.execute: the ORM's row handling cost 2 of 2.4 s at
-    100,000 users."""
-    query = select(User.id, User.external_id, User.version).where(User.source_id == source_id)
+    """The source's users as (id, externalId) rows: one statement on the source's index alone
+    (it holds both), streamed in pages (no ORDER BY: a sort of every row for each page cost
+    more than the rest). Core, not the ORM's session.execute: the ORM's row handling cost 2 of
+    2.4 s at 100,000 users."""
+    query = select(User.id, User.external_id).where(User.source_id == source_id)
     yield from session.connection().execute(query.execution_options(yield_per=page)).partitions()
 
 
-def kept_digests(session: Session, source_id: int) -> dict[str, tuple[str, int]]:
-    """user id -> (digest, version) that the source's last sync kept of each user it wrote or
-    compared: the hash of the person's rows and the version it left the user at. While the
-    user's version is still that one, no one else has written the user since. Read apart from
-    the users (not joined to them): the join's lookup of each user took twice as long."""
-    query = select(SyncDigest.user_id, SyncDigest.digest, SyncDigest.version).where(SyncDigest.source_id == source_id)
-    return {user_id: (digest, version) for user_id, digest, version in session.connection().execute(query)}
+def kept_digests(session: Session, source_id: int) -> dict[str, str]:
+    """user id -> the digest the source's last sync kept of each user it wrote or compared, of
+    the users no one has written since: a write of a user moves its version, and a trigger
+    (migration 0012) then deletes the digest. Read apart from the users, not joined to them:
+    a join looks up every user's (wide) row."""
+    query = select(SyncDigest.user_id, SyncDigest.digest).where(SyncDigest.source_id == source_id)
+    return dict(session.connection().execute(query).all())
 
 
 def store_digests(session: Session, source_id: int, digests: list[tuple[str, str, int]]) -> None:

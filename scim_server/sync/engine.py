@@ -307,12 +307,11 @@ class SnapshotSync:
         written_before: dict[str, str] = {}  # externalId -> digest, of users no one wrote since
         kept = sources.kept_digests(self.session, self.source_id)
         for page in sources.owned_users(self.session, self.source_id):
-            for user_id, external_id, version in page:
+            for user_id, external_id in page:
                 if external_id is not None:
                     self.owned[external_id] = user_id
-                    digest_kept = kept.get(user_id)
-                    if digest_kept is not None and digest_kept[1] == version:
-                        written_before[external_id] = digest_kept[0]
+                    if user_id in kept:
+                        written_before[external_id] = kept[user_id]
         del kept
         # a person whose rows hash as they did when this source last wrote them (their codes
         # naming the same units and manager), and whose user no one has written since, is
