@@ -29,6 +29,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from .. import jsontext
 from ..telemetry import (
     child_exit,
+    count_in_this_process,
     count_rate_limited,
     count_request,
     count_scim_error,
@@ -50,6 +51,7 @@ _ERROR_BODY_LIMIT = 16 * 1024
 
 def init_app(app: Flask) -> None:
     """Count every request of ``app``, watch its connection pool, and serve ``/metrics``."""
+    count_in_this_process()
     app.register_blueprint(bp)
     watch_pool(app.extensions["scim_engine"])
 
