@@ -32,7 +32,13 @@ from .sync.mapping import SyncRefused
 
 
 def _sessions(settings: Settings):
-    return make_session_factory(make_engine(settings.database_url))
+    """Sessions for one command; its connections close when the command ends (a process may run
+    many commands: the tests do, through click's runner)."""
+    engine = make_engine(settings.database_url)
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(engine.dispose)
+    return make_session_factory(engine)
 
 
 def _database():

@@ -22,9 +22,15 @@ from .mapping import SyncRefused, load_mapping
 
 
 def _sessions():
+    """The settings, and sessions for this command (migrated first); the connections close when
+    the command ends."""
     settings = Settings.from_env()
     upgrade(settings.database_url)
-    return settings, make_session_factory(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(engine.dispose)
+    return settings, make_session_factory(engine)
 
 
 def _tenant(session, name: str):
