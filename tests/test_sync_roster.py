@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import codecs
 
-from test_sync import PEOPLE, USER_HEADER, counts, full_sync, summary, sync, units_file, user, users_file
+from stdnum import ean
+from test_sync import (EAN_OK, PEOPLE, USER_HEADER, counts, full_sync, summary, sync, units, units_file, user,
+                       users_file, write_csv)
 from test_sync_digests import compared_people
 
-from conftest import ENTERPRISE
+from conftest import ENTERPRISE, P2L_GROUP, P2L_USER
 
 
 def test_a_changed_person_taking_an_unchanged_persons_user_name_leaves_both_out(api, cli, tmp_path):
@@ -76,3 +78,31 @@ def test_a_nul_character_refuses_the_run(api, cli, tmp_path):
     assert result.exit_code == 2, result.output
     assert "NUL" in result.stdout
     assert user(api, "anna@acme.dk") is None
+
+
+def test_new_units_are_made_together_parents_first_and_inherit_their_ean(api, cli, tmp_path):
+    """A sync makes its new org units a thousand at a time (``create_many``): a unit waits for
+    its new parent, wherever the file lists it, and inherits the nearest EAN above it, whether
+    that unit was made in this run or a run before."""
+    school_ean = "579000000001" + ean.calc_check_digit("579000000001")
+    unit_rows = [["unitCode", "displayName", "parentUnitCode", "unitType", "ean"],
+                 ["KLASSE", "3. klasse", "SKOLE", "team", ""],  # before its parent
+                 ["ROOT", "Solbjerg Kommune", "", "municipality", EAN_OK],
+                 ["SKOLE", "Solbjerg Skole", "OMRAADE", "department", school_ean],
+                 ["OMRAADE", "Børneområdet", "ROOT", "area", ""]]
+    people = [["1001", "anna@acme.dk", "Anna", "Berg", "", "", "KLASSE", "", ""],
+              ["1002", "bo@acme.dk", "Bo", "Dahl", "", "", "OMRAADE", "", ""]]
+    units_path = write_csv(tmp_path, "units.csv", unit_rows)
+    result = sync(cli, "--users", users_file(tmp_path, people), "--units", units_path)
+    assert result.exit_code == 0, result.output
+    assert counts(result)["created"] == 6
+    made = units(api)
+    assert made["KLASSE"][P2L_GROUP]["parent"]["value"] == made["SKOLE"]["id"]
+    assert made["SKOLE"][P2L_GROUP]["parent"]["value"] == made["OMRAADE"]["id"]
+    assert user(api, "anna@acme.dk")[P2L_USER]["effectiveEan"] == school_ean
+    assert user(api, "bo@acme.dk")[P2L_USER]["effectiveEan"] == EAN_OK
+    unit_rows.append(["HOLD", "Hold 2", "KLASSE", "team", ""])  # a later run: under a unit made before
+    people.append(["1003", "cai@acme.dk", "Cai", "Eng", "", "", "HOLD", "", ""])
+    result = sync(cli, "--users", users_file(tmp_path, people), "--units", write_csv(tmp_path, "units.csv", unit_rows))
+    assert counts(result)["created"] == 2, result.output
+    assert user(api, "cai@acme.dk")[P2L_USER]["effectiveEan"] == school_ean

@@ -78,9 +78,11 @@ class GroupStore(ResourceStore):
                                       "display": group_display, "type": "Group"})
         return out
 
-    def _write(self, row: Group, doc: dict[str, Any], new: bool = False) -> bool:
+    def _write(self, row: Group, doc: dict[str, Any], new: bool = False, checks: bool = True) -> bool:
         """Set the row's values from a validated document; True when the unit's place in the
-        tree or its own ean changed, so what its subtree inherits must be computed again."""
+        tree or its own ean changed, so what its subtree inherits must be computed again.
+        ``checks``: look up the parent and the unitCode here (``create_many`` looks them up
+        for all its documents at once instead)."""
         columns, rest = self._split(doc)
         tree_changed = False
         rest.pop("members", None)
@@ -99,10 +101,10 @@ class GroupStore(ResourceStore):
             row.unit_type = unit.get("unitType")
             row.ean = unit.get("ean")
             parent_id = (unit.get("parent") or {}).get("value") or None
-            if parent_id != row.parent_id:
+            if parent_id != row.parent_id and checks:
                 hierarchy.check_parent(self.session, self.tenant_id, row, parent_id, new=new)
             row.parent_id = parent_id
-            if row.unit_code != before[2]:
+            if row.unit_code != before[2] and checks:
                 self._check_unit_code(row)  # the unique index still guards races
             # A new org unit inherits from its parent; after that only a new ean or a new parent
             # changes what the unit and its subtree inherit (a rename rewrites nothing).
@@ -148,6 +150,57 @@ class GroupStore(ResourceStore):
         if doc.get("members"):
             members.add(doc["members"])
         return row, members.changes()
+
+    def creates_together(self, doc: dict[str, Any]) -> bool:
+        """Can ``create_many`` write this new group with others? One without members (the new
+        org units of a sync's units file): members are checked and written group by group."""
+        return not doc.get("members")
+
+    def create_many(self, docs: list[dict[str, Any]]) -> list[Group | ScimError]:
+        """New groups without members in one multi-row INSERT (a sync's new org units: 5,000
+        one by one took 1.7 ms each), each checked alone, as ``create`` checks one: a unitCode
+        the tenant has (or an earlier document gives), or a parent that is not an org unit of
+        the tenant, is that document's error, and the others are written. (A parent is named by
+        its id, so it exists before its children's documents are made.) The rows are plain
+        objects outside the ORM session, written with Core."""
+        now = utcnow()
+        units = [(d.get(P2L_GROUP) or {}) for d in docs]
+        codes = list({u["unitCode"].lower() for u in units if isinstance(u.get("unitCode"), str)})
+        taken = {c.lower(): c for c in self.session.scalars(select(Group.unit_code).where(
+            Group.tenant_id == self.tenant_id, func.lower(Group.unit_code).in_(codes)))} if codes else {}
+        wanted = list({(u.get("parent") or {}).get("value") for u in units} - {None, ""})
+        if wanted:
+            hierarchy.lock_tree(self.session, self.tenant_id, "units")  # as ``check_parent`` does
+        parents = {g.id: g for g in self.session.execute(select(Group.id, Group.is_org_unit, Group.effective_ean).where(
+            Group.tenant_id == self.tenant_id, Group.id.in_(wanted)))} if wanted else {}
+        out: list[Group | ScimError] = []
+        rows: list[dict[str, Any]] = []
+        for doc in docs:
+            row = _NEW_GROUP_INSTANCE()
+            row.__dict__.update({**NEW_GROUP, "id": str(uuid.uuid4()), "tenant_id": self.tenant_id,
+                                 "source_id": self.source_id, "created": now, "last_modified": now})
+            try:
+                self._write(row, doc, new=True, checks=False)
+                parent = parents.get(row.parent_id) if row.parent_id else None
+                if row.parent_id and (parent is None or not parent.is_org_unit):
+                    raise invalid_value(f"parent.value '{row.parent_id}' is not an org unit of this tenant")
+                if row.unit_code is not None and row.unit_code.lower() in taken:
+                    clash = taken[row.unit_code.lower()]
+                    spelt = f" (as '{clash}': unitCodes are compared case-insensitively)" if clash != row.unit_code else ""
+                    raise uniqueness(f"unitCode '{row.unit_code}' is already used by another org unit{spelt}")
+            except ScimError as exc:
+                out.append(exc)
+                continue
+            if row.is_org_unit:  # a new unit has no subtree: its own ean, else its parent's
+                row.effective_ean = row.ean or (parent.effective_ean if parent else None)
+            if row.unit_code is not None:
+                taken[row.unit_code.lower()] = row.unit_code
+            rows.append({c: row.__dict__[c] for c in _GROUP_COLUMN_KEYS})
+            out.append(row)
+        if rows:
+            with self._write_errors():
+                self.session.connection().execute(INSERT_GROUP, rows)
+        return out
 
     def replace(self, row: Group, doc: dict[str, Any]) -> dict[str, Any]:
         members = MemberRows(self, row)
@@ -246,6 +299,12 @@ def _groups_for_update(locked: bool):
 
 
 _INSERT_MEMBERSHIPS = insert(Membership.__table__)
+INSERT_GROUP = insert(Group.__table__)
+_GROUP_COLUMN_KEYS = [c.key for c in Group.__table__.columns]
+#: a new group: every column set (so none is read back later), to the model's plain default or None
+NEW_GROUP = {c.key: c.default.arg if c.default is not None and c.default.is_scalar else None
+             for c in Group.__table__.columns}
+_NEW_GROUP_INSTANCE = Group.__mapper__.class_manager.new_instance
 #: by "is this PostgreSQL" (which locks the groups' rows as ``get`` does)
 _GROUPS_FOR_UPDATE = {False: _groups_for_update(False), True: _groups_for_update(True)}
 

@@ -240,6 +240,7 @@ class SnapshotSync:
     # ------------------------------------------------------------------ units
     def _sync_units(self, units: list[UnitRecord]) -> None:
         self.units = sources.units_by_code(self.session, self.tenant_id)
+        new: dict[str, tuple[UnitRecord, str | None, dict[str, Any]]] = {}  # by key: created together
         for record in units:  # parents before children (read_units' order)
             key = record.unit_code.lower()
             current = self.units.get(key)
@@ -248,6 +249,8 @@ class SnapshotSync:
                 continue
             parent_id = None
             if record.parent_unit_code:
+                if record.parent_unit_code.lower() in new:
+                    self._create_units(new)  # the parent is new too: the units waiting are made first
                 parent = self.units.get(record.parent_unit_code.lower())
                 if parent is None:
                     self.result.errors.append(RowError(record.file, record.line,
@@ -256,28 +259,42 @@ class SnapshotSync:
                 parent_id = parent.id
             body = _unit_body(record, parent_id)
             if current is None:
-                written = self._write(lambda body=body: self.service.create("Group", body, provenance=self.provenance),
-                                      f"unit {record.unit_code}", record.file, record.line, record.unit_code)
-                if written is not None:
-                    self.units[key] = sources.OwnedUnit(written.row.id, record.unit_code, record.display_name,
-                                                        parent_id, record.unit_type, record.ean, self.source_id)
-                    self._count("created")
-                    self._change(f"unit {record.unit_code}: created")
-                    self._as_tables_grow()
+                new[key] = (record, parent_id, body)
                 continue
             changed = _unit_changes(current, record, parent_id)
             if not changed:
                 self._count("unchanged")
                 continue
-            operations = [{"op": "replace", "path": path, "value": new} if new is not None else
-                          {"op": "remove", "path": path} for path, (_, new) in changed.items()]
+            operations = [{"op": "replace", "path": path, "value": new_value} if new_value is not None else
+                          {"op": "remove", "path": path} for path, (_, new_value) in changed.items()]
             written = self._write(lambda current=current, operations=operations: self.service.patch(
                 "Group", current.id, {"schemas": [PATCH_OP], "Operations": operations}, provenance=self.provenance),
                 f"unit {record.unit_code}", record.file, record.line, record.unit_code)
             if written is not None:
                 self._count("updated")
                 self._change(f"unit {record.unit_code}: updated " + "; ".join(
-                    f"{path.rsplit(':', 1)[-1]}: {old!r} -> {new!r}" for path, (old, new) in changed.items()))
+                    f"{path.rsplit(':', 1)[-1]}: {old!r} -> {new_value!r}" for path, (old, new_value) in changed.items()))
+        self._create_units(new)
+
+    def _create_units(self, new: dict[str, tuple[UnitRecord, str | None, dict[str, Any]]]) -> None:
+        """The new units waiting (none the parent of another), created together (``create_many``,
+        a thousand at a time: a first sync's 5,000 units one by one took 1.7 ms each); cleared."""
+        waiting = list(new.values())
+        new.clear()
+        for start in range(0, len(waiting), 1000):
+            chunk = waiting[start:start + 1000]
+            results = self.service.create_many("Group", [(body, self.provenance) for _, _, body in chunk])
+            for (record, parent_id, _), written in zip(chunk, results):
+                if isinstance(written, ScimError):
+                    self.result.errors.append(RowError(record.file, record.line, f"unit {record.unit_code}: "
+                                                       f"{written.detail}", record.unit_code))
+                    continue
+                self.units[record.unit_code.lower()] = sources.OwnedUnit(
+                    written.row.id, record.unit_code, record.display_name, parent_id, record.unit_type, record.ean,
+                    self.source_id)
+                self._count("created")
+                self._change(f"unit {record.unit_code}: created")
+            self._as_tables_grow()
 
     def _drop_units(self, in_file: set[str]) -> None:
         """Full mode: the source's units missing from the file are deleted if no one is employed in
