@@ -7,8 +7,20 @@ from __future__ import annotations
 import codecs
 
 from stdnum import ean
-from test_sync import (EAN_OK, PEOPLE, USER_HEADER, counts, full_sync, summary, sync, units, units_file, user,
-                       users_file, write_csv)
+from test_sync import (
+    EAN_OK,
+    PEOPLE,
+    USER_HEADER,
+    counts,
+    full_sync,
+    summary,
+    sync,
+    units,
+    units_file,
+    user,
+    users_file,
+    write_csv,
+)
 from test_sync_digests import compared_people
 
 from conftest import ENTERPRISE, P2L_GROUP, P2L_USER

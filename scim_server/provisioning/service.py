@@ -194,53 +194,17 @@ class Provisioning:
 
     def replace_many(self, resource_type: str, items: list[WriteItem]) -> list[Written | ScimError]:
         """PUTs of distinct resources (``WriteItem``'s body: the PUT's), each succeeding or
-        failing alone, as ``patch_many`` writes PATCHes: read in one statement, validated in
-        Python, written together (``ResourceStore.replace_many``: employments included), and
-        alone in a savepoint, after the batch, where the store cannot write one together."""
-        store = self.store(resource_type)
-        out: list[Written | ScimError | None] = [None] * len(items)
-        alone: list[int] = []
-        prepared: list[tuple[int, Any, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
-        rows = store.get_many([item.resource_id for item in items]) if store.replaces_together() else {}
-        for i, item in enumerate(items):
-            row = rows.get(item.resource_id)
-            if row is None:  # not found (then ``replace`` says 404), or not to be written together
-                alone.append(i)
-                continue
-            try:
-                check_version(row, item.if_match)
-                doc = load_resource(store, item.body)
-                stored = store.stored_document(row)
-                marshal.check_immutable(store.rt, stored, doc)
-                before = store.audit_state(row, stored)
-                if not store.updates_together(row, doc):
-                    raise _MustWriteAlone
-                prepared.append((i, row, before, doc, store.prepared_update(row, doc)))
-            except _MustWriteAlone:
-                alone.append(i)
-            except ScimError as exc:
-                out[i] = exc
-        if prepared:
-            try:
-                refused = self.in_savepoint(lambda: store.replace_many(
-                    [(row, doc, values) for _, row, _, doc, values in prepared]))
-            except ScimError:  # refused as a whole: one by one, each alone
-                alone = sorted(alone + [i for i, *_ in prepared])
-            else:
-                for (i, row, before, _, _), error in zip(prepared, refused):
-                    if error is not None:
-                        out[i] = error
-                        continue
-                    self._event(store, row, "replace", before, store.audit_state(row), None, items[i].provenance)
-                    out[i] = Written(row, store, 200)
-        for i in alone:
-            item = items[i]
-            try:
-                out[i] = self.in_savepoint(lambda item=item: self.replace(
-                    resource_type, item.resource_id, item.body, if_match=item.if_match, provenance=item.provenance))
-            except ScimError as exc:
-                out[i] = exc
-        return out  # type: ignore[return-value]
+        failing alone, as ``patch_many`` writes PATCHes; the store writes the batch's
+        employments too (``ResourceStore.replace_many``)."""
+        def prepare(store: ResourceStore, row: Any, item: WriteItem) -> tuple[dict[str, Any], dict[str, Any]]:
+            doc = load_resource(store, item.body)
+            stored = store.stored_document(row)
+            marshal.check_immutable(store.rt, stored, doc)
+            return store.audit_state(row, stored), doc
+
+        return self._write_many(resource_type, items, "replace", prepare, lambda store, batch: store.replace_many(batch),
+                                lambda item: self.replace(resource_type, item.resource_id, item.body,
+                                                          if_match=item.if_match, provenance=item.provenance))
 
     def patch(self, resource_type: str, resource_id: str, body: Any, *, if_match: str | None = None,
               provenance: dict[str, Any] | None = None) -> Written:
@@ -256,48 +220,76 @@ class Provisioning:
         return Written(row, store, 200)
 
     def patch_many(self, resource_type: str, items: list[WriteItem]) -> list[Written | ScimError]:
-        """PATCHes of distinct resources, each succeeding or failing alone.
+        """PATCHes of distinct resources, each succeeding or failing alone (``_write_many``).
 
-        The resources are read in one statement and each PATCH runs through the quirks and the
-        PATCH engine in Python, so a refused one has written nothing; the others are written
-        in one executemany. A PATCH that reaches a row-backed attribute (employments, members)
-        writes as it goes, and one whose checks must see the writes before it (a new manager:
-        ``updates_together``) cannot be checked against the batch, so those run alone in a
-        savepoint instead, after the batch, as do all of them when the store cannot write them
-        together."""
+        Each PATCH runs through the quirks and the PATCH engine in Python, so a refused one has
+        written nothing; the others are written in one executemany. A PATCH that reaches a
+        row-backed attribute (employments, members) writes as it goes, so it runs alone."""
+        def prepare(store: ResourceStore, row: Any, item: WriteItem) -> tuple[dict[str, Any], dict[str, Any]]:
+            stored = store.stored_document(row)
+            before = store.audit_state(row, stored)
+            return before, self._patched(store, stored, item.body, {k: _WritesAlone() for k in store.collections(row)})
+
+        def write(store: ResourceStore, batch: list[tuple[Any, dict[str, Any], dict[str, Any]]]) -> list[None]:
+            store.update_many([(row, values) for row, _, values in batch])
+            return [None] * len(batch)
+
+        return self._write_many(resource_type, items, "patch", prepare, write,
+                                lambda item: self.patch(resource_type, item.resource_id, item.body,
+                                                        if_match=item.if_match, provenance=item.provenance))
+
+    def _write_many(self, resource_type: str, items: list[WriteItem], operation: str,
+                    prepare: Callable[[ResourceStore, Any, WriteItem], tuple[dict[str, Any], dict[str, Any]]],
+                    write_together: Callable[[ResourceStore, list[tuple[Any, dict[str, Any], dict[str, Any]]]],
+                                             list[ScimError | None]],
+                    write_alone: Callable[[WriteItem], Written]) -> list[Written | ScimError]:
+        """Writes of distinct resources, each succeeding or failing alone: read in one statement
+        (``get_many``), each made into a validated document by ``prepare`` (its audit "before"
+        and the document) and written by ``write_together`` in multi-row statements, whose
+        answer is per write None or the error that refused it alone. A resource the store does
+        not write together (``patches_together``/``replaces_together``), one not found (the
+        single write then says 404), and one whose checks must see the writes before it (a new
+        manager: ``updates_together``) run alone in a savepoint instead, after the batch, as do
+        all of them when the batch is refused as a whole."""
         store = self.store(resource_type)
+        together = store.patches_together() if operation == "patch" else store.replaces_together()
         out: list[Written | ScimError | None] = [None] * len(items)
         alone: list[int] = []
-        prepared: list[tuple[int, Any, dict[str, Any], dict[str, Any]]] = []
-        rows = store.get_many([item.resource_id for item in items]) if store.patches_together() else {}
+        prepared: list[tuple[int, Any, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+        rows = store.get_many([item.resource_id for item in items]) if together else {}
         for i, item in enumerate(items):
             row = rows.get(item.resource_id)
-            if row is None:  # not found (then ``patch`` says 404), or not to be written together
+            if row is None:
                 alone.append(i)
                 continue
             try:
                 check_version(row, item.if_match)
-                stored = store.stored_document(row)
-                before = store.audit_state(row, stored)
-                doc = self._patched(store, stored, item.body, {k: _WritesAlone() for k in store.collections(row)})
+                before, doc = prepare(store, row, item)
                 if not store.updates_together(row, doc):
                     raise _MustWriteAlone
-                prepared.append((i, row, before, store.prepared_update(row, doc)))
+                prepared.append((i, row, before, doc, store.prepared_update(row, doc)))
             except _MustWriteAlone:
                 alone.append(i)
             except ScimError as exc:
                 out[i] = exc
         if prepared:
             try:
-                self.in_savepoint(lambda: store.update_many([(row, values) for _, row, _, values in prepared]))
+                refused = self.in_savepoint(lambda: write_together(
+                    store, [(row, doc, values) for _, row, _, doc, values in prepared]))
             except ScimError:  # refused as a whole: one by one, each alone
                 alone = sorted(alone + [i for i, *_ in prepared])
             else:
-                for i, row, before, _ in prepared:
-                    self._event(store, row, "patch", before, store.audit_state(row), None, items[i].provenance)
+                for (i, row, before, _, _), error in zip(prepared, refused):
+                    if error is not None:
+                        out[i] = error
+                        continue
+                    self._event(store, row, operation, before, store.audit_state(row), None, items[i].provenance)
                     out[i] = Written(row, store, 200)
         for i in alone:
-            out[i] = self._patch_alone(resource_type, items[i])
+            try:
+                out[i] = self.in_savepoint(lambda item=items[i]: write_alone(item))
+            except ScimError as exc:
+                out[i] = exc
         return out  # type: ignore[return-value]
 
     def _patch_alone(self, resource_type: str, item: WriteItem) -> Written | ScimError:
@@ -370,7 +362,8 @@ class WriteItem:
 
 
 class _MustWriteAlone(Exception):
-    """A PATCH of ``patch_many`` reached a row-backed attribute: it must run on its own."""
+    """A write of ``_write_many`` must run on its own (a PATCH reached a row-backed attribute, or
+    its checks must see the writes before it)."""
 
 
 class _WritesAlone:

@@ -29,8 +29,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .readers import TableReader
-from .records import (DIGEST_FORM, PersonRecord, RowError, SyncRefused, manager_cycles, no_cyclic_gc,
-                      read_people, shared_user_names)
+from .records import (
+    DIGEST_FORM,
+    PersonRecord,
+    RowError,
+    SyncRefused,
+    manager_cycles,
+    no_cyclic_gc,
+    read_people,
+    shared_user_names,
+)
 
 __all__ = ["Roster", "Seen"]
 
