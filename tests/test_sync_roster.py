@@ -118,3 +118,17 @@ def test_new_units_are_made_together_parents_first_and_inherit_their_ean(api, cl
     result = sync(cli, "--users", users_file(tmp_path, people), "--units", write_csv(tmp_path, "units.csv", unit_rows))
     assert counts(result)["created"] == 2, result.output
     assert user(api, "cai@acme.dk")[P2L_USER]["effectiveEan"] == school_ean
+
+
+def test_one_row_holding_a_separator_is_not_two_rows(api, cli, tmp_path):
+    """A cell may hold any character but NUL: a row whose cell holds the character that divides a
+    person's rows in their hash must not hash as two rows (here a person's second row without
+    orgUnit, a row error the light read would have skipped as "unchanged")."""
+    header = ["externalId", "userName", "displayName", "", ""]
+    one = [["1", "ann@acme.dk", "Ann\x1e1", "ann@acme.dk", "Ann"]]
+    assert sync(cli, "--users", write_csv(tmp_path, "users.csv", [header, *one]),
+                "--units", units_file(tmp_path)).exit_code == 0
+    two = [["1", "ann@acme.dk", "Ann"], ["1", "ann@acme.dk", "Ann"]]
+    result = sync(cli, "--users", write_csv(tmp_path, "users.csv", [header, *two]), "--units", units_file(tmp_path))
+    assert result.exit_code == 1, result.output
+    assert counts(result)["errors"] == 1 and "a second row without orgUnit" in result.stdout

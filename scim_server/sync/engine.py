@@ -171,7 +171,7 @@ class SnapshotSync:
             self.result.changes = []
             self.result.counts = dict.fromkeys(SUMMARY_KEYS, 0)
         finally:
-            gc.unfreeze()  # (a run that stopped before ``_sync_people`` did)
+            self._thaw()  # (a run that stopped before ``_sync_people`` did)
             audit.current.reset(token)
         result = self.result
         result.counts["errors"] = len(result.errors)
@@ -207,11 +207,19 @@ class SnapshotSync:
         if options.users_file is not None:
             name = options.users_name if isinstance(options.users_file, bytes) else None
             people = Roster.read_from(read_table(options.users_file, name, mapping.table("users")))
-            # the roster's few hundred thousand objects hold no cycles: the cyclic collector
+            # a large roster's few hundred thousand objects hold no cycles: the cyclic collector
             # leaves them alone until ``_sync_people`` has let them go (``gc.unfreeze``), where
-            # its full collections walked them over and over (0.5 s of a 1 %-changed run)
-            gc.freeze()
+            # its full collections walked them over and over (0.5 s of a 1 %-changed run). It
+            # is the whole process's: a small upload to a web worker does without it.
+            self._frozen = len(people.people) >= 10_000
+            if self._frozen:
+                gc.freeze()
         return units, people
+
+    def _thaw(self) -> None:
+        if getattr(self, "_frozen", False):
+            gc.unfreeze()
+            self._frozen = False
 
     def _has(self, table: str) -> bool:
         """Did the run get this table (a file, or a list over HTTP)? A full sync only judges
@@ -344,7 +352,7 @@ class SnapshotSync:
             self.result.counts["unchanged"] += len(unchanged)
             compared, errors = people.records(leave_out=unchanged)
             del people, unchanged
-            gc.unfreeze()
+            self._thaw()
             self.result.errors += errors
             self._left_out_people = {e.key for e in errors if e.key}
         else:

@@ -43,7 +43,6 @@ from .records import (
 __all__ = ["Roster", "Seen"]
 
 _SEP = "\x00"  # between the cells of a row (a text file holds no NUL: ``readers`` refuses one)
-_ROWS = "\x1e"  # between the rows of a person, in their hash
 
 
 @dataclass(slots=True)
@@ -113,9 +112,8 @@ class Roster:
                 seen.unit_codes.append(unit)
         layout = b"%d\x1e%s\x1e" % (DIGEST_FORM, reader.layout)
         blake2b = hashlib.blake2b
-        for seen in people.values():
-            rows = seen.rows
-            text = rows[0][1] if len(rows) == 1 else _ROWS.join([joined for _, joined in rows])
+        for seen in people.values():  # each row after its length: one row holding a separator is not two rows
+            text = "".join([f"{len(joined)}\x1e{joined}" for _, joined in seen.rows])
             seen.rows_digest = blake2b(layout + text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         return cls(reader, people, loose)
 

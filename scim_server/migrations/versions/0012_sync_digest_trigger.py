@@ -15,7 +15,9 @@ a manager deleted), so a digest that is still there was kept at the version the 
 possible: no indexed column of a plain PATCH changes).
 
 Digests kept at another version than their user's are deleted here: their people are compared
-by the next sync, as they would have been.
+by the next sync, as they would have been. A later migration that rebuilds ``users`` on SQLite
+(``batch_alter_table``) drops the trigger with the old table and must create it again
+(``tests/test_sync_digests.py`` fails without it).
 
 Revision ID: 0012
 Revises: 0011
