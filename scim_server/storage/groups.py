@@ -122,8 +122,7 @@ class GroupStore(ResourceStore):
             Group.tenant_id == self.tenant_id, func.lower(Group.unit_code) == func.lower(row.unit_code),
             Group.id != row.id))
         if clash is not None:
-            spelt = f" (as '{clash}': unitCodes are compared case-insensitively)" if clash != row.unit_code else ""
-            raise uniqueness(f"unitCode '{row.unit_code}' is already used by another org unit{spelt}")
+            raise _unit_code_taken(row.unit_code, clash)
 
     def update(self, row: Group, doc: dict[str, Any]) -> None:
         was_unit = row.is_org_unit
@@ -183,11 +182,9 @@ class GroupStore(ResourceStore):
                 self._write(row, doc, new=True, checks=False)
                 parent = parents.get(row.parent_id) if row.parent_id else None
                 if row.parent_id and (parent is None or not parent.is_org_unit):
-                    raise invalid_value(f"parent.value '{row.parent_id}' is not an org unit of this tenant")
+                    raise hierarchy.not_an_org_unit(row.parent_id)
                 if row.unit_code is not None and row.unit_code.lower() in taken:
-                    clash = taken[row.unit_code.lower()]
-                    spelt = f" (as '{clash}': unitCodes are compared case-insensitively)" if clash != row.unit_code else ""
-                    raise uniqueness(f"unitCode '{row.unit_code}' is already used by another org unit{spelt}")
+                    raise _unit_code_taken(row.unit_code, taken[row.unit_code.lower()])
             except ScimError as exc:
                 out.append(exc)
                 continue
@@ -296,6 +293,12 @@ def _groups_for_update(locked: bool):
     query = select(table.c.id, table.c.version, table.c.is_org_unit).where(
         table.c.id.in_(bindparam("ids", expanding=True)), table.c.tenant_id == bindparam("tid"))
     return query.with_for_update(key_share=True) if locked else query
+
+
+def _unit_code_taken(unit_code: str, clash: str) -> ScimError:
+    """The refusal of a unitCode another org unit of the tenant has (spelt ``clash`` there)."""
+    spelt = f" (as '{clash}': unitCodes are compared case-insensitively)" if clash != unit_code else ""
+    return uniqueness(f"unitCode '{unit_code}' is already used by another org unit{spelt}")
 
 
 _INSERT_MEMBERSHIPS = insert(Membership.__table__)

@@ -239,6 +239,12 @@ def lock_tree(session: Session, tenant_id: int, tree: str) -> None:
         take_write_lock(connection)
 
 
+def not_an_org_unit(parent_id: str) -> Exception:
+    """The refusal of a parent that is not an org unit of the tenant (``check_parent``, and the
+    batch's own lookup in ``GroupStore.create_many``)."""
+    return invalid_value(f"parent.value '{parent_id}' is not an org unit of this tenant")
+
+
 def check_parent(session: Session, tenant_id: int, unit: Group, parent_id: str | None, new: bool = False) -> None:
     """A parent must be an org unit of the tenant, and never the unit itself or below it.
 
@@ -250,7 +256,7 @@ def check_parent(session: Session, tenant_id: int, unit: Group, parent_id: str |
     lock_tree(session, tenant_id, "units")
     parent = session.scalar(select(Group).where(Group.id == parent_id, Group.tenant_id == tenant_id))
     if parent is None or not parent.is_org_unit:
-        raise invalid_value(f"parent.value '{parent_id}' is not an org unit of this tenant")
+        raise not_an_org_unit(parent_id)
     if new:
         return
     chain = [(parent.id, parent.display_name)] + [(i, n) for i, n, _ in
