@@ -18,7 +18,7 @@ from ..scim.validators import P2L_GROUP
 from . import employments, hierarchy
 from .models import Group, Membership, User, utcnow
 from .resolvers import GroupResolver, member_element
-from .resources import ResourceStore, check_version, of_tenant
+from .resources import ResourceStore, check_version, new_row, of_tenant
 
 
 class GroupStore(ResourceStore):
@@ -304,9 +304,7 @@ def _unit_code_taken(unit_code: str, clash: str) -> ScimError:
 _INSERT_MEMBERSHIPS = insert(Membership.__table__)
 INSERT_GROUP = insert(Group.__table__)
 _GROUP_COLUMN_KEYS = [c.key for c in Group.__table__.columns]
-#: a new group: every column set (so none is read back later), to the model's plain default or None
-NEW_GROUP = {c.key: c.default.arg if c.default is not None and c.default.is_scalar else None
-             for c in Group.__table__.columns}
+NEW_GROUP = new_row(Group.__table__)
 _NEW_GROUP_INSTANCE = Group.__mapper__.class_manager.new_instance
 #: by "is this PostgreSQL" (which locks the groups' rows as ``get`` does)
 _GROUPS_FOR_UPDATE = {False: _groups_for_update(False), True: _groups_for_update(True)}

@@ -289,6 +289,12 @@ def _by_id(model):
     return read, query, query.with_for_update(key_share=True)
 
 
+def new_row(table) -> dict[str, Any]:
+    """A new row of ``table`` with every column set (so none is read back after a Core INSERT):
+    the model's plain default, or None (a callable default such as the time is the writer's)."""
+    return {c.key: c.default.arg if c.default is not None and c.default.is_scalar else None for c in table.columns}
+
+
 def of_tenant(column, tenant: Any):
     """``column == tenant`` for a statement that picks rows by a list of ids. SQLite keeps no
     statistics, and with a plain comparison it walks the tenant's whole (tenant, created) index

@@ -25,7 +25,7 @@ from .employments import EmploymentRows
 from .jsonsql import JsonDialect
 from .models import Group, Membership, User, utcnow
 from .resolvers import UserResolver
-from .resources import ResourceStore, is_foreign_key_violation, of_tenant
+from .resources import ResourceStore, is_foreign_key_violation, new_row, of_tenant
 
 
 class UserStore(ResourceStore):
@@ -584,8 +584,7 @@ USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
 INSERT_USER = insert(_users)
 INSERT_MEMBERSHIPS = insert(Membership.__table__)
 UPDATE_USER = update(_users).where(_users.c.id == bindparam("b_id"), _users.c.version == bindparam("b_version"))
-#: a new user: every column set (so none is read back later), to the model's plain default or None
-NEW_USER = {c.key: c.default.arg if c.default is not None and c.default.is_scalar else None for c in _users.columns}
+NEW_USER = new_row(_users)
 #: one statement whatever the number of names (an expanding list): built and compiled once
 NAMES_TAKEN = select(User.user_name).where(User.tenant_id == bindparam("tid"),
                                            func.lower(User.user_name).in_(bindparam("names", expanding=True)))
