@@ -202,7 +202,8 @@ class Provisioning:
             marshal.check_immutable(store.rt, stored, doc)
             return store.audit_state(row, stored), doc
 
-        return self._write_many(resource_type, items, "replace", prepare, lambda store, batch: store.replace_many(batch),
+        return self._write_many(resource_type, items, "replace", prepare, lambda store: store.replaces_together(),
+                                lambda store, batch: store.replace_many(batch),
                                 lambda item: self.replace(resource_type, item.resource_id, item.body,
                                                           if_match=item.if_match, provenance=item.provenance))
 
@@ -234,29 +235,29 @@ class Provisioning:
             store.update_many([(row, values) for row, _, values in batch])
             return [None] * len(batch)
 
-        return self._write_many(resource_type, items, "patch", prepare, write,
+        return self._write_many(resource_type, items, "patch", prepare, lambda store: store.patches_together(), write,
                                 lambda item: self.patch(resource_type, item.resource_id, item.body,
                                                         if_match=item.if_match, provenance=item.provenance))
 
     def _write_many(self, resource_type: str, items: list[WriteItem], operation: str,
                     prepare: Callable[[ResourceStore, Any, WriteItem], tuple[dict[str, Any], dict[str, Any]]],
+                    together: Callable[[ResourceStore], bool],
                     write_together: Callable[[ResourceStore, list[tuple[Any, dict[str, Any], dict[str, Any]]]],
                                              list[ScimError | None]],
                     write_alone: Callable[[WriteItem], Written]) -> list[Written | ScimError]:
         """Writes of distinct resources, each succeeding or failing alone: read in one statement
         (``get_many``), each made into a validated document by ``prepare`` (its audit "before"
         and the document) and written by ``write_together`` in multi-row statements, whose
-        answer is per write None or the error that refused it alone. A resource the store does
-        not write together (``patches_together``/``replaces_together``), one not found (the
-        single write then says 404), and one whose checks must see the writes before it (a new
+        answer is per write None or the error that refused it alone. A resource not found (the
+        single write then says 404) and one whose checks must see the writes before it (a new
         manager: ``updates_together``) run alone in a savepoint instead, after the batch, as do
-        all of them when the batch is refused as a whole."""
+        all of them when the store cannot write them ``together`` (``patches_together``,
+        ``replaces_together``) or the batch is refused as a whole."""
         store = self.store(resource_type)
-        together = store.patches_together() if operation == "patch" else store.replaces_together()
         out: list[Written | ScimError | None] = [None] * len(items)
         alone: list[int] = []
         prepared: list[tuple[int, Any, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
-        rows = store.get_many([item.resource_id for item in items]) if together else {}
+        rows = store.get_many([item.resource_id for item in items]) if together(store) else {}
         for i, item in enumerate(items):
             row = rows.get(item.resource_id)
             if row is None:
