@@ -127,6 +127,7 @@ class SnapshotSync:
         self.base_url = base_url
         self.progress = progress or (lambda done, total: None)
         self.result = SyncResult(None, "dry-run" if options.dry_run else "applied")
+        self._frozen = False  # the cyclic collector leaves the roster alone (``_read``)
 
     # ---------------------------------------------------------------- the run
     def run(self, run_id: str | None = None) -> SyncResult:
@@ -217,7 +218,7 @@ class SnapshotSync:
         return units, people
 
     def _thaw(self) -> None:
-        if getattr(self, "_frozen", False):
+        if self._frozen:
             gc.unfreeze()
             self._frozen = False
 
