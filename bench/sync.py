@@ -305,9 +305,10 @@ def fresh_sqlite(path: str) -> None:
             os.remove(os.path.join(os.path.dirname(path) or ".", name))
 
 
-def drop_bench_tenants(url: str) -> list[str]:
-    """Delete this bench's tenants (bench-sync-*) with everything of theirs (cascade), then VACUUM
-    ANALYZE on PostgreSQL, so every round starts from the same database."""
+def drop_bench_tenants(url: str, like: str = TENANT_PREFIX + "%") -> list[str]:
+    """Delete this bench's tenants (bench-sync-*, or those ``like`` names) with everything of
+    theirs (cascade), then VACUUM ANALYZE on PostgreSQL, so every round starts from the same
+    database."""
     from sqlalchemy import delete, select, update
 
     from scim_server.storage.db import make_engine
@@ -317,7 +318,7 @@ def drop_bench_tenants(url: str) -> list[str]:
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
-            rows = conn.execute(select(Tenant.id, Tenant.name).where(Tenant.name.like(TENANT_PREFIX + "%"))).all()
+            rows = conn.execute(select(Tenant.id, Tenant.name).where(Tenant.name.like(like))).all()
             ids = [r.id for r in rows]
             if ids:
                 # groups.parent_id is ON DELETE RESTRICT: unlink the unit tree before the cascade
@@ -401,6 +402,35 @@ def run_sync(url: str, tenant: str, users: str, units: str, logdir: str, label: 
             "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "cpu_user_s": usage.ru_utime,
             "cpu_sys_s": usage.ru_stime, "counts": counts, "message": result.get("message"),
             "row_errors": (result.get("rowErrors") or [])[:20], "conflicts": (result.get("conflictList") or [])[:20]}
+
+
+def floor_of_first_sync(url: str, tenant: str, people: int, users_file: str) -> dict:
+    """The rows the first sync just wrote, copied into a new tenant by bare multi-row INSERTs
+    (and COPY on PostgreSQL) in a child process: ``bench/floor.py sync``. What no code that
+    keeps these rows can beat."""
+    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor.py"),
+           "sync", "--url", url, "--tenant", tenant, "--users-file", users_file]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench/floor.py sync failed: {done.stderr[-1500:]}")
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    drop_bench_tenants(url, f"{tenant}-%")  # the copies: phases (b) and (c) see the database as before
+    r["python_s"] = r["read_s"] + r["validate_s"]
+    for how in ("insert", "copy"):
+        if r.get(f"{how}_s"):
+            r[f"{how}_people_per_s"] = people / r[f"{how}_s"]
+            r[f"{how}_python_s"] = r[f"{how}_s"] + r["python_s"]
+            r[f"{how}_python_people_per_s"] = people / r[f"{how}_python_s"]
+    tables = ", ".join(f"{k} {v:.1f}" for k, v in r["insert_tables_s"].items())
+    log(f"    (f) floor: the same rows  {r['insert_s']:8.1f} s  {r['insert_people_per_s']:8.0f} people/s by multi-row "
+        f"INSERTs of {1000} ({tables})")
+    if r.get("copy_s"):
+        tables = ", ".join(f"{k} {v:.1f}" for k, v in r["copy_tables_s"].items())
+        log(f"        by COPY                {r['copy_s']:8.1f} s  {r['copy_people_per_s']:8.0f} people/s ({tables})")
+    log(f"        reading the file {r['read_s']:.1f} s and validating its people {r['validate_s']:.1f} s: "
+        + ", ".join(f"with {how.upper()} {r[how + '_python_s']:.1f} s, {r[how + '_python_people_per_s']:.0f} people/s"
+                    for how in ("insert", "copy") if r.get(how + "_s")))
+    return r
 
 
 def expected_ok(phase: str, counts: dict, people: int, units: int, changed: int) -> tuple[bool, str]:
@@ -516,6 +546,8 @@ def bench_database(db: str, url: str, args, gen: dict, tmpdir: str) -> dict:
                 + ("" if r["ok"] else f"  NOT AS EXPECTED: {r['detail']}"))
             for e in r["row_errors"][:3]:
                 log(f"      row error: {e}")
+            if phase == "first" and args.floor:
+                one["floor"] = floor_of_first_sync(url, tenant, gen["people"], files["users"])
             if prof:
                 log(f"      profile: {r['profile']['total_s']:.1f} s in all; scim_server's functions by cumulative time:")
                 for p in r["profile"]["ours_by_cumulative"][:15]:
@@ -548,6 +580,12 @@ def bench_database(db: str, url: str, args, gen: dict, tmpdir: str) -> dict:
                 per_person = (r["cpu_user_s"] + r["cpu_sys_s"]) * 1000 / gen["people"]
                 one["cpu_ratios"][ph] = (p["server_cpu_ms_per_request"] / per_person
                                          if p.get("server_cpu_ms_per_request") and per_person and p["valid"] else None)
+            if "floor" in one:
+                fl = one["floor"]
+                for how in ("insert", "copy"):
+                    if fl.get(f"{how}_people_per_s") and p["rps"] and p["valid"]:
+                        one["ratios"][f"floor_{how}"] = fl[f"{how}_people_per_s"] / p["rps"]
+                        one["ratios"][f"floor_{how}_python"] = fl[f"{how}_python_people_per_s"] / p["rps"]
             log("    people/s / POST req/s: " + ", ".join(f"{ph} {v:.2f}" for ph, v in one["ratios"].items() if v)
                 + f"   (by CPU: server {p['server_cpu_ms_per_request'] or 0:.2f} ms per POST; "
                 + ", ".join(f"{ph} {v:.2f}" for ph, v in one["cpu_ratios"].items() if v) + ")")
@@ -563,6 +601,14 @@ def bench_database(db: str, url: str, args, gen: dict, tmpdir: str) -> dict:
                           "ratio": median([(r.get("ratios") or {}).get(phase) for r in res["rounds"]]),
                           "cpu_ratio": median([(r.get("cpu_ratios") or {}).get(phase) for r in res["rounds"]]),
                           "ok": all(r["ok"] for r in rs), "counts": rs[-1]["counts"]}
+    if args.floor:
+        for how in ("insert", "copy"):
+            for key in (how, how + "_python"):
+                secs = [r["floor"].get(f"{key}_s") for r in res["rounds"] if r.get("floor")]
+                if any(x is not None for x in secs):
+                    summary[f"floor_{key}"] = {"seconds": median(secs),
+                                               "ratio": median([(r.get("ratios") or {}).get(f"floor_{key}")
+                                                                for r in res["rounds"]])}
     if not args.no_post:
         summary["post_rps"] = median([r["post"]["rps"] for r in res["rounds"] if r["post"]["valid"]])
         summary["post_errors"] = sum(r["post"]["errors"] for r in res["rounds"])
@@ -597,6 +643,16 @@ def print_table(results: dict, gen: dict, args) -> None:
             print(f"{db:11s} {PHASE_TITLES[phase]:22s} {p['wall_s']:8.1f} {p['people_per_s']:9.0f} {ratio:>7s} "
                   f"{(('>= %g' % target) + verdict) if target else '':>10s} {p['peak_rss_mb']:8.0f}{rss_ok} "
                   f"{p['cpu_s']:7.1f} {cpu_ratio:>13s}  {counts}{'' if p['ok'] else '  (NOT AS EXPECTED)'}")
+        for key, title, what in (("insert", "(f) rows, INSERT", "the first sync's rows alone, no reading or checking"),
+                                 ("copy", "(f) rows, COPY", "the same by COPY"),
+                                 ("insert_python", "(f) + read, validate", "the rows, reading the file, validating"),
+                                 ("copy_python", "(f) COPY + read, valid.", "the same by COPY")):
+            f = s.get(f"floor_{key}")
+            if f:
+                ratio = "n/a" if f["ratio"] is None else f"{f['ratio']:.2f}"
+                verdict = "" if f["ratio"] is None else (" ok" if f["ratio"] >= TARGETS["first"] else " NO")
+                print(f"{db:11s} {title:22s} {f['seconds']:8.1f} {gen['people'] / f['seconds']:9.0f} {ratio:>7s} "
+                      f"{('>= %g' % TARGETS['first']) + verdict:>10s}  (floor: {what})")
         if "post_rps" in s:
             print(f"{db:11s} {'POST /Users req/s':22s} {'':8s} {s['post_rps'] or 0:9.1f}   (errors {s['post_errors']}; "
                   f"server CPU {s['post_cpu_ms'] or 0:.2f} ms per request)")
@@ -624,6 +680,8 @@ def main() -> int:
     ap.add_argument("--sync-timeout", type=float, default=3 * 3600, help="seconds before a sync is killed")
     ap.add_argument("--cprofile", metavar="DIR", help="run every sync under cProfile; .prof and .txt files in DIR")
     ap.add_argument("--files", metavar="DIR", help="write (and keep) the generated files here (default: a temp dir)")
+    ap.add_argument("--floor", action="store_true",
+                    help="after each first sync, time its rows alone, copied by bare INSERTs (bench/floor.py)")
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args()
     if args.users < 100 or args.units < 10 or args.rounds < 1 or args.seconds < 1:
