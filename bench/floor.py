@@ -8,12 +8,14 @@ in multi-row statements, with no reading of a file or a request, no checks, no d
 and compares that time with the target's budget, measured side by side in the same run.
 
 * ``sync`` (called by ``bench/sync.py --floor`` in a child process, after each round's first
-  sync): copies the rows that first sync wrote (units, users, employments, work e-mails,
-  sync digests, audit events) into a new tenant with new ids, and times only the INSERTs
-  (1,000 rows per statement, as the server's batches write them) and the commit. On
-  PostgreSQL it then does the same once more with ``COPY`` (psycopg's), the fastest way in.
-  The rows are the real ones: same widths, same indexes, same foreign keys, final values (a
-  sync that knew everything up front would need no UPDATE afterwards).
+  sync): reads the rows that first sync wrote (units, users, employments, work e-mails, sync
+  digests, audit events), deletes them, and writes them again, timing only the INSERTs (1,000
+  rows per statement, as the server's batches write them) and the commit; on PostgreSQL it
+  then deletes them once more and writes them by ``COPY`` (psycopg's), the fastest way in.
+  The rows are the real ones, with their ids: same widths, same indexes, same foreign keys,
+  the same database around them, and final values (a sync that knew everything up front
+  would need no UPDATE afterwards). With the users file it also times reading the file and
+  validating every person against the schema, the least a sync must do before it may write.
 * ``member-add`` (the default): on each database, the real server answers single
   ``PATCH /Groups/{id}`` member adds and BulkRequests of 1,000 such adds (bench/run.py's
   ``bulk_member_add``, interleaved, one connection); then, on the same group, in this process,
@@ -102,44 +104,6 @@ def sync_rows(url: str, tenant_name: str) -> tuple[int, dict[str, list[dict]]]:
         engine.dispose()
 
 
-def _remapped(rows: dict[str, list[dict]], tenant_id: int, source_id: int) -> dict[str, list[dict]]:
-    """The same rows for another tenant and source: new ids, every reference to them moved."""
-    ids: dict[str, str] = {}
-
-    def new(old):
-        if old is None:
-            return None
-        if old not in ids:
-            ids[old] = str(uuid.uuid4())
-        return ids[old]
-
-    out: dict[str, list[dict]] = {}
-    groups = [{**g, "id": new(g["id"]), "parent_id": new(g["parent_id"]), "tenant_id": tenant_id,
-               "source_id": source_id if g.get("source_id") is not None else None} for g in rows["groups"]]
-    out["groups"] = _parents_first(groups, "parent_id")
-    users = [{**u, "id": new(u["id"]), "manager_id": new(u["manager_id"]), "chosen_unit_id": new(u["chosen_unit_id"]),
-              "tenant_id": tenant_id, "source_id": source_id if u.get("source_id") is not None else None}
-             for u in rows["users"]]
-    out["users"] = _parents_first(users, "manager_id")
-    out["memberships"] = [{**{k: v for k, v in m.items() if k != "id"}, "tenant_id": tenant_id,
-                           "group_id": new(m["group_id"]), "user_id": new(m["user_id"]),
-                           "member_group_id": new(m["member_group_id"])} for m in rows["memberships"]]
-    out["work_emails"] = [{**e, "user_id": new(e["user_id"]), "tenant_id": tenant_id} for e in rows["work_emails"]]
-    out["sync_digests"] = [{**d, "user_id": new(d["user_id"]), "source_id": source_id} for d in rows["sync_digests"]]
-    out["audit_events"] = [{**{k: v for k, v in a.items() if k != "id"}, "tenant_id": tenant_id,
-                            "resource_id": new(a["resource_id"])} for a in rows["audit_events"]]
-    return out
-
-
-def _new_tenant(session_factory, name: str) -> tuple[int, int]:
-    with session_factory.begin() as session:
-        tenant = tenants.create_tenant(session, name)
-        source = Source(tenant_id=tenant.id, name="payroll")
-        session.add(source)
-        session.flush()
-        return tenant.id, source.id
-
-
 def read_and_validate(url: str, users_file: str) -> dict:
     """The least a sync must do in Python before it may write a person: read the users file
     (``Roster``, then every person's record, as a first sync reads everyone) and validate each
@@ -186,16 +150,37 @@ def read_and_validate(url: str, users_file: str) -> dict:
     return {"read_s": t1 - t0, "validate_s": t3 - t2, "people": len(people), "row_errors": len(errors)}
 
 
+def _forget_rows(engine, tenant_id: int, rows: dict[str, list[dict]]) -> None:
+    """Delete the rows (children first; the unit tree and the manager links cut first), then
+    VACUUM ANALYZE on PostgreSQL: the database is as it was before the sync wrote them, so the
+    floor writes into the state the sync wrote into."""
+    with engine.begin() as conn:
+        conn.execute(Group.__table__.update().where(Group.tenant_id == tenant_id).values(parent_id=None))
+        conn.execute(User.__table__.update().where(User.tenant_id == tenant_id).values(manager_id=None))
+        for model in reversed(SYNC_TABLES):
+            table = model.__table__
+            if model is SyncDigest:
+                ids = [r["user_id"] for r in rows[table.name]]
+                for start in range(0, len(ids), CHUNK):
+                    conn.execute(table.delete().where(table.c.user_id.in_(ids[start:start + CHUNK])))
+            else:
+                conn.execute(table.delete().where(table.c.tenant_id == tenant_id))
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+
+
 def copy_sync(url: str, tenant_name: str, users_file: str | None = None) -> dict:
-    """Time the INSERTs (and, on PostgreSQL, COPY) of the rows the tenant's first sync wrote,
-    and (given the users file) the reading and validation of its people."""
-    _, rows = sync_rows(url, tenant_name)
+    """Time writing the rows the tenant's first sync wrote once more: read them, delete them,
+    INSERT them again (on PostgreSQL, then delete them and COPY them again). The database ends
+    as the sync left it. Given the users file, also time reading and validating its people."""
+    tenant_id, rows = sync_rows(url, tenant_name)
+    rows = {**rows, "groups": _parents_first(rows["groups"], "parent_id"),
+            "users": _parents_first(rows["users"], "manager_id")}
     engine = make_engine(url)
-    factory = make_session_factory(engine)
     out: dict = {"rows": {name: len(r) for name, r in rows.items()}, "people": len(rows["users"])}
     try:
-        tenant_id, source_id = _new_tenant(factory, f"{tenant_name}-floor-{uuid.uuid4().hex[:6]}")
-        copy = _remapped(rows, tenant_id, source_id)
+        _forget_rows(engine, tenant_id, rows)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         with engine.begin() as conn:
@@ -203,7 +188,7 @@ def copy_sync(url: str, tenant_name: str, users_file: str | None = None) -> dict
                 table = model.__table__
                 t = time.perf_counter()
                 statement = insert(table)
-                data = copy[table.name]
+                data = rows[table.name]
                 for start in range(0, len(data), CHUNK):
                     conn.execute(statement, data[start:start + CHUNK])
                 seconds[table.name] = time.perf_counter() - t
@@ -212,9 +197,10 @@ def copy_sync(url: str, tenant_name: str, users_file: str | None = None) -> dict
         out["insert_s"] = time.perf_counter() - t0
         out["insert_tables_s"] = seconds
         if engine.dialect.name == "postgresql":
-            tenant_id, source_id = _new_tenant(factory, f"{tenant_name}-copy-{uuid.uuid4().hex[:6]}")
-            copy = _remapped(rows, tenant_id, source_id)
-            out["copy_s"], out["copy_tables_s"] = _copy_in(engine, copy)
+            _forget_rows(engine, tenant_id, rows)
+            out["copy_s"], out["copy_tables_s"] = _copy_in(engine, rows)
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")  # (b) and (c) find the tables as a sync leaves them
     finally:
         engine.dispose()
     if users_file:
