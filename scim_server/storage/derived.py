@@ -74,6 +74,14 @@ def store_chosen_units(session: Session | Connection, *, user_ids: list[str] | N
 
 
 @cache
+def chosen_unit() -> ColumnElement[Any]:
+    """The chosen unit of the user an UPDATE of ``users`` writes, by the rule: for a writer that
+    rewrites the users' rows anyway (the leaver rule's UPDATE, ``employments.changed``) and sets
+    ``chosen_unit_id`` in the same statement instead of writing each row twice."""
+    return _chosen_unit_of(User.__table__.c)
+
+
+@cache
 def _store_chosen_statement(of_users: bool, of_tenant: bool):
     """``store_chosen_units``'s UPDATE, built once per shape: building it (aliases, subqueries)
     cost more than running it, on every write of employments."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -53,12 +54,15 @@ class Change:
 
 
 def evaluate(session: Session, *, tenant_id: int | None = None, user_ids: list[str] | None = None,
-             now: dt.datetime | None = None, dry_run: bool = False, force: bool = False) -> list[Change]:
+             now: dt.datetime | None = None, dry_run: bool = False, force: bool = False,
+             also: dict[str, Any] | None = None) -> list[Change]:
     """Apply the employment rule to the given users (or every user with employments).
 
     ``force``: the users' employments just changed, so apply the rule even if the state did not.
     ``now``: the moment the dates are compared with (the current time unless given: tests give
     one, through ``deactivate-leavers --now``, instead of waiting for a date to pass).
+    ``also``: more columns (name -> SQL value) for the UPDATEs of the changed users' rows, which
+    are rewritten anyway (``employments.changed`` stores their chosen unit this way).
     """
     if user_ids is not None and not user_ids:
         return []
@@ -96,7 +100,7 @@ def evaluate(session: Session, *, tenant_id: int | None = None, user_ids: list[s
         for change in changes:
             same.setdefault((change.state, change.active), []).append(change.user_id)
         for (state, active), ids in same.items():
-            values: dict = {"employment_state": state}
+            values: dict = {"employment_state": state, **(also or {})}
             if active is not None:  # lastModified is when the row changed, whatever clock the rule was given
                 values.update(active=active, version=User.version + 1, last_modified=utcnow())
             session.execute(update(User).where(User.id.in_(ids)).values(**values)
