@@ -94,16 +94,20 @@ def kept_digests(session: Session, source_id: int) -> dict[str, str]:
     return dict(session.connection().execute(query).all())
 
 
-def store_digests(session: Session, source_id: int, digests: list[tuple[str, str, int]]) -> None:
+def store_digests(session: Session, source_id: int, digests: list[tuple[str, str, int]], *,
+                  created: bool = False) -> None:
     """Keep (user id, digest, version) for users a sync has just written or compared: the
     version is the one the user has after the write (the leaver rule's included). A wrong one
-    costs nothing but a comparison: the person is compared again by the next sync."""
+    costs nothing but a comparison: the person is compared again by the next sync.
+    ``created``: the users are new, so there is no old digest to delete (on PostgreSQL that
+    DELETE scanned the table a first sync fills: 2.9 s of one at 100,000 people)."""
     if not digests:
         return
     connection = session.connection()
     for start in range(0, len(digests), 1000):
         chunk = digests[start:start + 1000]
-        connection.execute(_FORGET_DIGESTS, {"ids": [user_id for user_id, _, _ in chunk]})
+        if not created:
+            connection.execute(_FORGET_DIGESTS, {"ids": [user_id for user_id, _, _ in chunk]})
         connection.execute(_STORE_DIGEST, [{"user_id": user_id, "source_id": source_id, "digest": digest,
                                             "version": version} for user_id, digest, version in chunk])
 

@@ -458,7 +458,7 @@ class SnapshotSync:
                 written_now.append((written.row.id, self._digest(person), written.row.version))
                 self._count("created")
                 self._change(f"user {person.external_id} ({person.user_name}): created")
-            sources.store_digests(self.session, self.source_id, written_now)
+            sources.store_digests(self.session, self.source_id, written_now, created=True)
             _done_with(people[start:start + 1000])
             self._checkpoint()
 
