@@ -18,7 +18,8 @@ The chosen unit's effective ean is its own or its nearest ancestor's (kept on th
 never taken from another employment, which would invoice a unit the user's main job is not
 in. Every employment counts, ended and future ones included, as ``employments`` lists them,
 so the choice depends on the employments alone, never on today's date: it is made when they
-change (``store_chosen_units``, called by every write of employments, from either side) and
+change (``store_chosen_units``, or ``chosen_unit`` in the leaver rule's UPDATE of the same
+users; ``employments.changed``, called by every write of employments, from either side) and
 kept on the user (``users.chosen_unit_id``). effectiveEan is then one join, the same for a
 GET, a filter, a sort and a report over a whole tenant (which would otherwise rank every
 employment of the tenant per request: a second at 100,000 users).
