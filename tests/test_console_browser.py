@@ -361,6 +361,14 @@ def test_sign_in_browse_the_organisation_and_find_a_person_with_history(app, dem
     screenshot(browser, "overview")
 
 
+def _downloaded(path) -> bool:
+    """The download is complete: Chromium creates the file under its final name, empty, when the
+    download starts, and writes into a ``.crdownload`` beside it until it is done (reading the
+    empty file found no rows once, in CI)."""
+    return path.is_file() and path.stat().st_size > 0 and not any(
+        p.name.endswith(".crdownload") for p in path.parent.iterdir())
+
+
 def test_billing_csv_download_agrees_with_the_api(app, demo, browser, downloads, screenshot):
     sign_in(browser, demo, page="/console/t/demo/billing")
     open_page(browser, demo.url("/console/t/demo/billing"), "#billing")
@@ -373,9 +381,9 @@ def test_billing_csv_download_agrees_with_the_api(app, demo, browser, downloads,
     find(browser, "#download-csv").click()
     expected = downloads / f"billing-demo-{on}.csv"
     deadline = time.monotonic() + WAIT
-    while not expected.is_file() and time.monotonic() < deadline:
+    while not _downloaded(expected) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert expected.is_file(), f"no {expected.name} downloaded: {[p.name for p in downloads.iterdir()]}"
+    assert _downloaded(expected), f"no {expected.name} downloaded: {[p.name for p in downloads.iterdir()]}"
     rows = list(csv.DictReader(io.StringIO(expected.read_text("utf-8"))))
     assert rows
 
