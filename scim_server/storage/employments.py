@@ -135,7 +135,7 @@ def replace_many(session: Session, tenant_id: int, wanted: dict[str, list[dict[s
     if updates:
         connection.execute(_UPDATE_EMPLOYMENT, updates)
     if inserts:
-        connection.execute(insert(Membership.__table__), inserts)
+        connection.execute(INSERT_MEMBERSHIPS, inserts)
     return changed, refused
 
 
@@ -279,6 +279,8 @@ _members = Membership.__table__
 _STORED_EMPLOYMENTS = (select(_members.c.user_id, _members.c.group_id, *(_members.c[c] for c in _COMPARED))
                        .where(_members.c.user_id.in_(bindparam("ids", expanding=True)),
                               exists().where(Group.id == _members.c.group_id, Group.is_org_unit)))
+#: membership rows (employments, a group's members) in one multi-row INSERT: built once, for every writer
+INSERT_MEMBERSHIPS = insert(Membership.__table__)
 _DELETE_EMPLOYMENT = delete(_members).where(_members.c.user_id == bindparam("u"), _members.c.group_id == bindparam("g"))
 _UPDATE_EMPLOYMENT = (update(_members).where(_members.c.user_id == bindparam("u"), _members.c.group_id == bindparam("g"))
                       .values({c: bindparam(c) for c in _COMPARED}))

@@ -248,7 +248,7 @@ class GroupStore(ResourceStore):
             versions[group_id] += 1
             out.append(_Written(group_id, versions[group_id], added))
         if rows:
-            self.session.connection().execute(_INSERT_MEMBERSHIPS, rows)
+            self.session.connection().execute(employments.INSERT_MEMBERSHIPS, rows)
         changed = [{"gid": g, "new_version": v, "now": now} for g, v in versions.items() if v != groups[g].version]
         if changed:
             table = Group.__table__
@@ -301,7 +301,6 @@ def _unit_code_taken(unit_code: str, clash: str) -> ScimError:
     return uniqueness(f"unitCode '{unit_code}' is already used by another org unit{spelt}")
 
 
-_INSERT_MEMBERSHIPS = insert(Membership.__table__)
 INSERT_GROUP = insert(Group.__table__)
 _GROUP_COLUMN_KEYS = [c.key for c in Group.__table__.columns]
 NEW_GROUP = new_row(Group.__table__)

@@ -312,7 +312,7 @@ class UserStore(ResourceStore):
             emails.store(self.session, self.tenant_id,
                          [(r["id"], frozenset(), emails.work_emails(r["attributes"])) for r in rows])
         if jobs:
-            self.session.connection().execute(INSERT_MEMBERSHIPS, jobs)
+            self.session.connection().execute(employments.INSERT_MEMBERSHIPS, jobs)
             employed_ids = list(dict.fromkeys(j["user_id"] for j in jobs))
             for user_id in employed_ids:
                 self._memberships_changed(user_id)
@@ -582,7 +582,6 @@ USER_NAME_TAKEN = select(User.id).where(User.tenant_id == bindparam("tid"),
                                         func.lower(User.user_name) == func.lower(bindparam("name")),
                                         User.id != bindparam("own"))
 INSERT_USER = insert(_users)
-INSERT_MEMBERSHIPS = insert(Membership.__table__)
 UPDATE_USER = update(_users).where(_users.c.id == bindparam("b_id"), _users.c.version == bindparam("b_version"))
 NEW_USER = new_row(_users)
 #: one statement whatever the number of names (an expanding list): built and compiled once
