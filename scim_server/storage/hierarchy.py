@@ -21,7 +21,7 @@ from sqlalchemy import String, bindparam, exists, func, literal, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..scim.errors import invalid_value
+from ..scim.errors import ScimError, invalid_value
 from .db import take_write_lock
 from .models import Group, Membership, User, utcnow
 
@@ -239,7 +239,7 @@ def lock_tree(session: Session, tenant_id: int, tree: str) -> None:
         take_write_lock(connection)
 
 
-def not_an_org_unit(parent_id: str) -> Exception:
+def not_an_org_unit(parent_id: str) -> ScimError:
     """The refusal of a parent that is not an org unit of the tenant (``check_parent``, and the
     batch's own lookup in ``GroupStore.create_many``)."""
     return invalid_value(f"parent.value '{parent_id}' is not an org unit of this tenant")
